@@ -1,0 +1,99 @@
+# kfsmtp — build, test and install. Every variable can be overridden:
+#   make                     the C module for Lua 5.4
+#   make LUA=luajit          the same for LuaJIT (OpenResty's luajit2)
+#   make check               both builds, then every spec under both
+#   make install PREFIX=/usr/local DESTDIR=/tmp/pkg
+
+LUA ?= lua5.4
+LUA_PC ?= $(if $(filter luajit,$(LUA)),luajit,$(LUA))
+LUA_ABI ?= $(if $(filter luajit,$(LUA)),5.1,$(patsubst lua%,%,$(LUA)))
+CC ?= cc
+PKG_CONFIG ?= pkg-config
+PREFIX ?= /usr/local
+DESTDIR ?=
+LUA_CMOD_DIR ?= $(PREFIX)/lib/lua/$(LUA_ABI)
+LUA_LMOD_DIR ?= $(PREFIX)/share/lua/$(LUA_ABI)
+BIN_DIR ?= $(PREFIX)/bin
+
+# Lua's own warning set, plus -Werror.
+WARN = -Wall -Wextra -Werror -Wshadow -Wmissing-prototypes -Wstrict-prototypes \
+       -Wpointer-arith -Wwrite-strings -Wundef
+OPT ?= -O2 -g
+CFLAGS ?= $(OPT)
+SAN_FLAGS ?=
+ALL_CFLAGS = -std=gnu11 -D_GNU_SOURCE -fPIC -fvisibility=hidden $(WARN) $(CFLAGS) $(SAN_FLAGS) \
+             $(shell $(PKG_CONFIG) --cflags $(LUA_PC) libcurl openssl)
+# The module is not linked against the Lua library: the host process has it.
+LIBS = $(shell $(PKG_CONFIG) --libs libcurl openssl) -lpthread
+
+BUILD ?= build/$(LUA)
+SRC = csrc/binding.c csrc/buffer.c csrc/delivery.c csrc/message.c \
+      csrc/store.c csrc/validate.c
+HDR = $(wildcard csrc/*.h)
+OBJ = $(patsubst csrc/%.c,$(BUILD)/obj/%.o,$(SRC))
+MODULE = $(BUILD)/kfsmtp/core.so
+
+.PHONY: all luajit both clang rock check test deps demo install uninstall clean
+
+all: $(MODULE)
+
+$(BUILD)/obj/%.o: csrc/%.c $(HDR) Makefile
+	@mkdir -p $(dir $@)
+	$(CC) $(ALL_CFLAGS) -c -o $@ $<
+
+$(MODULE): $(OBJ)
+	@mkdir -p $(dir $@)
+	$(CC) -shared $(SAN_FLAGS) -o $@ $(OBJ) $(LIBS)
+
+luajit:
+	$(MAKE) LUA=luajit
+
+both:
+	$(MAKE) LUA=lua5.4
+	$(MAKE) LUA=luajit
+
+# The same sources under clang's warnings (compile check; the module is not used).
+clang:
+	$(MAKE) CC=clang BUILD=build/clang
+
+# luarocks builds the rockspec into a throwaway tree. Debian keeps curl.h in
+# the multiarch folder, which luarocks 3.8 does not search on its own.
+MULTIARCH ?= $(shell $(CC) -print-multiarch)
+rock:
+	rm -rf build/rocktree
+	luarocks --lua-version=5.4 make --deps-mode=none --tree build/rocktree \
+	  rockspec/kfsmtp-scm-1.rockspec CURL_INCDIR=/usr/include/$(MULTIARCH) \
+	  OPENSSL_INCDIR=/usr/include OPENSSL_LIBDIR=/usr/lib/$(MULTIARCH) \
+	  CURL_LIBDIR=/usr/lib/$(MULTIARCH) > build/rock.log 2>&1 || { cat build/rock.log; exit 1; }
+	rm -rf csrc/*.o kfsmtp  # luarocks' builtin backend builds in the source tree
+	LUA_PATH='build/rocktree/share/lua/5.4/?.lua;;' LUA_CPATH='build/rocktree/lib/lua/5.4/?.so;;' \
+	  lua5.4 -e 'local k = require "kfsmtp"; assert(k.get({store = "build/rock-store.json"})); print("luarocks build: " .. k._VERSION)'
+
+# Installs the Debian packages the build, the specs and the demo need
+# (only those missing, so it is quick and offline once done).
+deps:
+	@sh scripts/deps.sh
+
+check: both clang rock
+	@sh scripts/check.sh
+
+test: check
+
+demo: deps all
+	@sh scripts/demo.sh
+
+install: $(MODULE)
+	install -d $(DESTDIR)$(LUA_CMOD_DIR)/kfsmtp $(DESTDIR)$(LUA_LMOD_DIR)/kfsmtp $(DESTDIR)$(BIN_DIR)
+	install -m 0755 $(MODULE) $(DESTDIR)$(LUA_CMOD_DIR)/kfsmtp/core.so
+	install -m 0644 lua/kfsmtp.lua $(DESTDIR)$(LUA_LMOD_DIR)/kfsmtp.lua
+	install -m 0644 lua/kfsmtp/*.lua $(DESTDIR)$(LUA_LMOD_DIR)/kfsmtp/
+	sed '1s|.*|#!/usr/bin/env $(LUA)|' bin/kfsmtp > $(DESTDIR)$(BIN_DIR)/kfsmtp
+	chmod 0755 $(DESTDIR)$(BIN_DIR)/kfsmtp
+
+uninstall:
+	rm -f $(DESTDIR)$(LUA_CMOD_DIR)/kfsmtp/core.so $(DESTDIR)$(LUA_LMOD_DIR)/kfsmtp.lua \
+	      $(DESTDIR)$(BIN_DIR)/kfsmtp
+	rm -rf $(DESTDIR)$(LUA_LMOD_DIR)/kfsmtp
+
+clean:
+	rm -rf build csrc/*.o kfsmtp

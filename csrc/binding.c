@@ -1,0 +1,445 @@
+/* The Lua binding: luaopen_kfsmtp_core and the functions lua/kfsmtp.lua
+ * composes into the public API. Wrong argument types raise; failures of
+ * the world return nil plus a message. C buffers that outlive a call that
+ * could raise are owned by userdata with __gc. */
+#include <errno.h>
+#include <pthread.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/random.h>
+#include <unistd.h>
+
+#include "compat.h"
+#include "delivery.h"
+#include "kfsmtp.h"
+#include "store.h"
+#include "version.h"
+
+#define BIND_SESSION_MT "kfsmtp.session"
+#define BIND_LOCK_MT "kfsmtp.lock"
+
+#if defined(__GNUC__)
+#define KF_EXPORT __attribute__((visibility("default")))
+#else
+#define KF_EXPORT
+#endif
+
+static const char *bind_strerror(int e, char *buf, size_t size) {
+    /* GNU strerror_r: thread-safe, as nginx worker threads need. */
+    return strerror_r(e, buf, size);
+}
+
+static int bind_fail(lua_State *L, const char *what, int err) {
+    char msg[256];
+    lua_pushnil(L);
+    lua_pushfstring(L, "%s: %s", what, bind_strerror(err, msg, sizeof msg));
+    lua_pushinteger(L, err);
+    return 3;
+}
+
+/* ---- validation ---- */
+
+static int bind_check(lua_State *L, const char *(*check)(const char *, size_t)) {
+    size_t len;
+    const char *s = luaL_checklstring(L, 1, &len);
+    const char *why = check(s, len);
+    if (why) lua_pushstring(L, why);
+    else lua_pushnil(L);
+    return 1;
+}
+
+static int bind_check_text(lua_State *L) { return bind_check(L, kf_check_text); }
+static int bind_check_host(lua_State *L) { return bind_check(L, kf_check_host); }
+static int bind_check_mailbox(lua_State *L) { return bind_check(L, kf_check_mailbox); }
+static int bind_check_display_name(lua_State *L) { return bind_check(L, kf_check_display_name); }
+
+/* ---- message ---- */
+
+static const char *bind_field(lua_State *L, int t, const char *key) {
+    const char *s;
+    lua_getfield(L, t, key);
+    s = lua_tostring(L, -1);
+    if (!s) luaL_error(L, "kfsmtp.core: field '%s' must be a string", key);
+    lua_pop(L, 1); /* still referenced by the table, so s stays valid */
+    return s;
+}
+
+static const char *bind_optfield(lua_State *L, int t, const char *key) {
+    const char *s;
+    lua_getfield(L, t, key);
+    s = lua_isnil(L, -1) ? NULL : lua_tostring(L, -1);
+    lua_pop(L, 1);
+    return s;
+}
+
+static long bind_intfield(lua_State *L, int t, const char *key, long dflt) {
+    long v = dflt;
+    lua_getfield(L, t, key);
+    if (!lua_isnil(L, -1)) v = (long)luaL_checknumber(L, -1);
+    lua_pop(L, 1);
+    return v;
+}
+
+static int bind_boolfield(lua_State *L, int t, const char *key, int dflt) {
+    int v;
+    lua_getfield(L, t, key);
+    v = lua_isnil(L, -1) ? dflt : lua_toboolean(L, -1);
+    lua_pop(L, 1);
+    return v;
+}
+
+static void bind_random_hex(char *out, size_t nbytes) {
+    unsigned char raw[16];
+    size_t i;
+    if (nbytes > sizeof raw) nbytes = sizeof raw;
+    if (getrandom(raw, nbytes, 0) != (ssize_t)nbytes) {
+        /* Uniqueness, not secrecy, is what a Message-ID needs. */
+        struct timespec ts;
+        clock_gettime(CLOCK_REALTIME, &ts);
+        for (i = 0; i < nbytes; i++)
+            raw[i] = (unsigned char)((ts.tv_nsec >> (i % 4 * 8)) ^ (getpid() >> (i % 2 * 8)) ^ i);
+    }
+    for (i = 0; i < nbytes; i++) {
+        static const char hex[] = "0123456789abcdef";
+        out[i * 2] = hex[raw[i] >> 4];
+        out[i * 2 + 1] = hex[raw[i] & 15];
+    }
+    out[nbytes * 2] = '\0';
+}
+
+static int bind_buf_gc(lua_State *L) {
+    kf_buf_free((kf_buf *)lua_touserdata(L, 1));
+    return 0;
+}
+
+/* A kf_buf owned by a userdata on the stack, freed by __gc if anything
+ * raises before the caller frees it. */
+static kf_buf *bind_new_buf(lua_State *L) {
+    kf_buf *b = kf_newuserdata(L, sizeof *b);
+    memset(b, 0, sizeof *b);
+    if (luaL_newmetatable(L, "kfsmtp.buf")) {
+        lua_pushcfunction(L, bind_buf_gc);
+        lua_setfield(L, -2, "__gc");
+    }
+    lua_setmetatable(L, -2);
+    return b;
+}
+
+static int bind_compose(lua_State *L) {
+    kf_message_in in;
+    char unique[48], message_id[400];
+    kf_buf *out;
+    luaL_checktype(L, 1, LUA_TTABLE);
+    in.sender_name = bind_field(L, 1, "sender_name");
+    in.sender_account = bind_field(L, 1, "sender_account");
+    in.recipient = bind_field(L, 1, "recipient");
+    in.host = bind_field(L, 1, "host");
+    in.port = bind_intfield(L, 1, "port", 25);
+    in.tls_mode = bind_field(L, 1, "tls_mode");
+    in.now = (time_t)bind_intfield(L, 1, "now", (long)time(NULL));
+    {
+        char rnd[33];
+        struct timespec ts;
+        clock_gettime(CLOCK_REALTIME, &ts);
+        bind_random_hex(rnd, 12);
+        snprintf(unique, sizeof unique, "%lld.%s", (long long)ts.tv_sec, rnd);
+    }
+    in.unique = unique;
+    out = bind_new_buf(L);
+    if (kf_compose(&in, out, message_id, sizeof message_id) != 0) {
+        kf_buf_free(out);
+        return luaL_error(L, "kfsmtp.core: out of memory composing the message");
+    }
+    lua_pushlstring(L, out->data, out->len);
+    lua_pushstring(L, message_id);
+    kf_buf_free(out);
+    return 2;
+}
+
+/* ---- delivery ---- */
+
+static int bind_session_gc(lua_State *L) {
+    kf_delivery *d = luaL_checkudata(L, 1, BIND_SESSION_MT);
+    kf_delivery_close(d);
+    return 0;
+}
+
+static char bind_session_key;
+
+/* One handle per Lua state, kept in the registry: libcurl then parses the
+ * CA bundle once per state instead of once per test. */
+static kf_delivery *bind_session(lua_State *L) {
+    kf_delivery *d;
+    lua_pushlightuserdata(L, &bind_session_key);
+    lua_rawget(L, LUA_REGISTRYINDEX);
+    d = lua_touserdata(L, -1);
+    lua_pop(L, 1);
+    if (d) return d;
+    d = kf_newuserdata(L, sizeof *d);
+    memset(d, 0, sizeof *d);
+    if (kf_delivery_init(d) != 0) {
+        luaL_error(L, "kfsmtp.core: curl_easy_init failed");
+        return NULL;
+    }
+    /* The metatable goes on only once the handle exists (lua-zlib's rule). */
+    luaL_getmetatable(L, BIND_SESSION_MT);
+    lua_setmetatable(L, -2);
+    lua_pushlightuserdata(L, &bind_session_key);
+    lua_pushvalue(L, -2);
+    lua_rawset(L, LUA_REGISTRYINDEX);
+    lua_pop(L, 1);
+    return d;
+}
+
+static void bind_push_lines(lua_State *L, const kf_buf *b) {
+    int i = 0;
+    const char *p = b->data;
+    lua_newtable(L);
+    if (!p || b->len == 0) return;
+    for (;;) {
+        const char *nl = strchr(p, '\n');
+        size_t n = nl ? (size_t)(nl - p) : strlen(p);
+        lua_pushlstring(L, p, n);
+        lua_rawseti(L, -2, ++i);
+        if (!nl) break;
+        p = nl + 1;
+    }
+}
+
+static void bind_set_str(lua_State *L, const char *key, const kf_buf *b) {
+    lua_pushlstring(L, b->data ? b->data : "", b->len);
+    lua_setfield(L, -2, key);
+}
+
+static void bind_set_ms(lua_State *L, const char *key, double ms) {
+    if (ms < 0) ms = 0;
+    lua_pushnumber(L, (lua_Number)((long long)(ms * 1000.0 + 0.5)) / 1000.0);
+    lua_setfield(L, -2, key);
+}
+
+static void bind_push_result(lua_State *L, kf_delivery *d, const kf_delivery_req *req) {
+    int implicit = strcmp(req->tls_mode, "implicit") == 0;
+    double tls_ms = 0;
+    lua_createtable(L, 0, 20);
+    lua_pushboolean(L, d->code == CURLE_OK);
+    lua_setfield(L, -2, "ok");
+    kf_pushint(L, d->code);
+    lua_setfield(L, -2, "curl_code");
+    lua_pushstring(L, d->errbuf[0] ? d->errbuf : curl_easy_strerror(d->code));
+    lua_setfield(L, -2, "curl_error");
+    if (d->os_errno) {
+        char text[128];
+        lua_pushstring(L, bind_strerror((int)d->os_errno, text, sizeof text));
+        lua_setfield(L, -2, "os_error");
+    }
+    if (d->code != CURLE_OK) {
+        lua_pushstring(L, kf_stage_name(kf_delivery_failed_stage(d, req)));
+        lua_setfield(L, -2, "stage");
+    }
+    bind_set_str(L, "greeting", &d->greeting);
+    bind_set_str(L, "reply", &d->reply);
+    bind_set_str(L, "final_reply", &d->final_reply);
+    bind_push_lines(L, &d->ehlo);
+    lua_setfield(L, -2, "ehlo");
+    if (req->want_transcript) {
+        bind_push_lines(L, &d->transcript);
+        lua_setfield(L, -2, "transcript");
+    }
+    lua_pushstring(L, d->auth_mechanism);
+    lua_setfield(L, -2, "auth_mechanism");
+    lua_pushboolean(L, d->server_spoke);
+    lua_setfield(L, -2, "server_spoke");
+    lua_pushboolean(L, d->aborted_no_auth);
+    lua_setfield(L, -2, "auth_not_offered");
+    lua_pushboolean(L, d->auth_sent);
+    lua_setfield(L, -2, "auth_sent");
+
+    if (implicit && d->appconnect_us > d->connect_us)
+        tls_ms = (double)(d->appconnect_us - d->connect_us) / 1e3;
+    else if (d->t_starttls > 0 && d->t_tls_done > d->t_starttls)
+        tls_ms = d->t_tls_done - d->t_starttls;
+    lua_createtable(L, 0, 5);
+    bind_set_ms(L, "connect", (double)d->connect_us / 1e3);
+    bind_set_ms(L, "tls", tls_ms);
+    bind_set_ms(L, "auth", d->t_auth > 0 && d->t_mail > d->t_auth ? d->t_mail - d->t_auth : 0);
+    bind_set_ms(L, "delivery", d->t_mail > 0 && d->t_final > d->t_mail ? d->t_final - d->t_mail : 0);
+    bind_set_ms(L, "total", (double)d->total_us / 1e3);
+    lua_setfield(L, -2, "timings");
+
+    if (d->tls.captured) {
+        lua_createtable(L, 0, 4);
+        lua_pushstring(L, d->tls.version);
+        lua_setfield(L, -2, "version");
+        lua_pushboolean(L, req->tls_verify && d->tls.verify_result == 0);
+        lua_setfield(L, -2, "verified");
+        lua_createtable(L, 0, 5);
+        bind_set_str(L, "subject", &d->tls.subject);
+        bind_set_str(L, "issuer", &d->tls.issuer);
+        bind_push_lines(L, &d->tls.names);
+        lua_setfield(L, -2, "names");
+        lua_pushstring(L, d->tls.not_after);
+        lua_setfield(L, -2, "not_after");
+        lua_pushstring(L, d->tls.sha256);
+        lua_setfield(L, -2, "sha256");
+        lua_setfield(L, -2, "cert");
+        lua_setfield(L, -2, "tls");
+    }
+}
+
+static int bind_deliver(lua_State *L) {
+    kf_delivery_req req;
+    kf_delivery *d;
+    size_t msg_len;
+    luaL_checktype(L, 1, LUA_TTABLE);
+    d = bind_session(L);
+    memset(&req, 0, sizeof req);
+    req.host = bind_field(L, 1, "host");
+    req.port = bind_intfield(L, 1, "port", 25);
+    req.tls_mode = bind_field(L, 1, "tls_mode");
+    req.username = bind_optfield(L, 1, "username");
+    req.password = bind_optfield(L, 1, "password");
+    req.mail_from = bind_field(L, 1, "mail_from");
+    req.rcpt_to = bind_field(L, 1, "rcpt_to");
+    lua_getfield(L, 1, "message");
+    req.message = luaL_checklstring(L, -1, &msg_len);
+    req.message_len = msg_len;
+    lua_pop(L, 1);
+    req.helo = bind_field(L, 1, "helo");
+    req.ca_file = bind_optfield(L, 1, "ca_file");
+    req.pinned_pubkey = bind_optfield(L, 1, "pinned_pubkey");
+    req.tls_verify = bind_boolfield(L, 1, "tls_verify", 1);
+    req.connect_timeout_ms = bind_intfield(L, 1, "connect_timeout_ms", 10000);
+    req.timeout_ms = bind_intfield(L, 1, "timeout_ms", 30000);
+    req.want_transcript = bind_boolfield(L, 1, "transcript", 0);
+    if (strcmp(req.tls_mode, "none") && strcmp(req.tls_mode, "starttls") &&
+        strcmp(req.tls_mode, "implicit"))
+        return luaL_error(L, "kfsmtp.core: bad tls_mode '%s'", req.tls_mode);
+    if (kf_delivery_run(d, &req) != 0)
+        return luaL_error(L, "kfsmtp.core: out of memory preparing the delivery");
+    bind_push_result(L, d, &req);
+    return 1;
+}
+
+/* ---- store ---- */
+
+static int bind_store_read(lua_State *L) {
+    const char *path = luaL_checkstring(L, 1);
+    char sig[KF_SIG_SIZE];
+    kf_buf *content = bind_new_buf(L);
+    int rc = kf_store_read(path, content, sig);
+    if (rc < 0) {
+        kf_buf_free(content);
+        return bind_fail(L, "cannot read the store", -rc);
+    }
+    if (rc == 1) lua_pushboolean(L, 0);
+    else lua_pushlstring(L, content->data, content->len);
+    kf_buf_free(content);
+    lua_pushstring(L, sig);
+    return 2;
+}
+
+static int bind_store_stat(lua_State *L) {
+    char sig[KF_SIG_SIZE];
+    int rc = kf_store_stat(luaL_checkstring(L, 1), sig);
+    if (rc < 0) return bind_fail(L, "cannot stat the store", -rc);
+    lua_pushstring(L, sig);
+    return 1;
+}
+
+static int bind_store_write(lua_State *L) {
+    const char *path = luaL_checkstring(L, 1);
+    size_t len;
+    const char *data = luaL_checklstring(L, 2, &len);
+    const char *step = "write";
+    int rc = kf_store_write(path, data, len, &step);
+    if (rc < 0) {
+        char what[96];
+        snprintf(what, sizeof what, "cannot %s for the store", step);
+        return bind_fail(L, what, -rc);
+    }
+    lua_pushboolean(L, 1);
+    return 1;
+}
+
+static int bind_lock_release(lua_State *L) {
+    int *fd = luaL_checkudata(L, 1, BIND_LOCK_MT);
+    if (*fd >= 0) { close(*fd); *fd = -1; }
+    return 0;
+}
+
+static int bind_store_lock(lua_State *L) {
+    const char *path = luaL_checkstring(L, 1);
+    int *fd = kf_newuserdata(L, sizeof *fd);
+    *fd = kf_store_lock(path);
+    if (*fd < 0) return bind_fail(L, "cannot lock the store", -*fd);
+    luaL_getmetatable(L, BIND_LOCK_MT);
+    lua_setmetatable(L, -2);
+    return 1;
+}
+
+/* ---- misc ---- */
+
+static int bind_hostname(lua_State *L) {
+    char name[256];
+    if (gethostname(name, sizeof name) != 0) return bind_fail(L, "gethostname", errno);
+    name[sizeof name - 1] = '\0';
+    lua_pushstring(L, name);
+    return 1;
+}
+
+static pthread_once_t bind_curl_once = PTHREAD_ONCE_INIT;
+static CURLcode bind_curl_init_result;
+
+static void bind_curl_init(void) {
+    bind_curl_init_result = curl_global_init(CURL_GLOBAL_DEFAULT);
+}
+
+static const luaL_Reg bind_functions[] = {
+    {"check_text", bind_check_text},
+    {"check_host", bind_check_host},
+    {"check_mailbox", bind_check_mailbox},
+    {"check_display_name", bind_check_display_name},
+    {"compose", bind_compose},
+    {"deliver", bind_deliver},
+    {"store_read", bind_store_read},
+    {"store_stat", bind_store_stat},
+    {"store_write", bind_store_write},
+    {"store_lock", bind_store_lock},
+    {"hostname", bind_hostname},
+    {NULL, NULL}};
+
+static const luaL_Reg bind_lock_methods[] = {
+    {"release", bind_lock_release},
+    {"__gc", bind_lock_release},
+    {"__close", bind_lock_release},
+    {NULL, NULL}};
+
+KF_EXPORT int luaopen_kfsmtp_core(lua_State *L);
+
+int luaopen_kfsmtp_core(lua_State *L) {
+    pthread_once(&bind_curl_once, bind_curl_init);
+    if (bind_curl_init_result != CURLE_OK)
+        return luaL_error(L, "kfsmtp.core: curl_global_init failed: %s",
+                          curl_easy_strerror(bind_curl_init_result));
+    luaL_newmetatable(L, BIND_SESSION_MT);
+    lua_pushcfunction(L, bind_session_gc);
+    lua_setfield(L, -2, "__gc");
+    lua_pop(L, 1);
+    luaL_newmetatable(L, BIND_LOCK_MT);
+    luaL_setfuncs(L, bind_lock_methods, 0);
+    lua_pushvalue(L, -1);
+    lua_setfield(L, -2, "__index");
+    lua_pop(L, 1);
+    lua_newtable(L);
+    luaL_setfuncs(L, bind_functions, 0);
+    lua_pushstring(L, KFSMTP_VERSION);
+    lua_setfield(L, -2, "version");
+    {
+        /* Not curl_version(): it initialises libldap (and leaks in libsasl)
+         * just to print LDAP's version. */
+        const curl_version_info_data *v = curl_version_info(CURLVERSION_NOW);
+        lua_pushfstring(L, "libcurl/%s %s", v->version, v->ssl_version ? v->ssl_version : "no-TLS");
+        lua_setfield(L, -2, "curl_version");
+    }
+    return 1;
+}

@@ -1,0 +1,397 @@
+/* SMTP test delivery: libcurl speaks SMTP and TLS; this file sets it up for
+ * one fresh connection per test, watches the dialog through the debug
+ * callback (stage reached, replies, redacted transcript, per-stage timing,
+ * TLS facts) and classifies where a failure happened. Callbacks only write
+ * into C buffers: nothing here can raise a Lua error inside libcurl. */
+#include <arpa/inet.h>
+#include <stdio.h>
+#include <string.h>
+#include <time.h>
+
+#include <openssl/ssl.h>
+#include <openssl/x509v3.h>
+
+#include "delivery.h"
+
+static const char *const dlv_stage_names[] = {
+    "resolve", "connect", "greeting", "tls", "ehlo", "auth", "mail", "rcpt",
+    "data"};
+
+const char *kf_stage_name(enum kf_stage s) { return dlv_stage_names[s]; }
+
+static double dlv_now_ms(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec * 1e3 + (double)ts.tv_nsec / 1e6;
+}
+
+static void dlv_reset(kf_delivery *d) {
+    kf_buf *bufs[] = {&d->transcript, &d->greeting, &d->reply, &d->final_reply,
+                      &d->ehlo, &d->tls.subject, &d->tls.issuer, &d->tls.names};
+    size_t i;
+    for (i = 0; i < sizeof bufs / sizeof bufs[0]; i++) {
+        bufs[i]->len = 0;
+        bufs[i]->oom = 0;
+        if (bufs[i]->data) bufs[i]->data[0] = '\0';
+    }
+    d->errbuf[0] = '\0';
+    d->code = CURLE_OK;
+    d->stage = KF_STAGE_GREETING;
+    d->commands_sent = d->server_spoke = d->auth_sent = 0;
+    d->body_bytes = d->body_noted = 0;
+    d->credentials = d->aborted_no_auth = d->mail_sent = d->quit_sent = 0;
+    d->auth_mechanism[0] = '\0';
+    d->t_starttls = d->t_tls_done = d->t_auth = d->t_mail = d->t_final = 0;
+    d->connect_us = d->appconnect_us = d->total_us = d->os_errno = 0;
+    d->tls.captured = 0;
+    d->tls.version[0] = d->tls.not_after[0] = d->tls.sha256[0] = '\0';
+    d->tls.verify_result = -1;
+    d->msg_pos = 0;
+}
+
+int kf_delivery_init(kf_delivery *d) {
+    memset(d, 0, sizeof *d);
+    d->curl = curl_easy_init();
+    return d->curl ? 0 : -1;
+}
+
+void kf_delivery_close(kf_delivery *d) {
+    kf_buf *bufs[] = {&d->transcript, &d->greeting, &d->reply, &d->final_reply,
+                      &d->ehlo, &d->tls.subject, &d->tls.issuer, &d->tls.names};
+    size_t i;
+    if (d->curl) curl_easy_cleanup(d->curl);
+    d->curl = NULL;
+    for (i = 0; i < sizeof bufs / sizeof bufs[0]; i++) kf_buf_free(bufs[i]);
+}
+
+static void dlv_line(kf_buf *b, const char *s, size_t n) {
+    if (b->len) kf_buf_append(b, "\n", 1);
+    kf_buf_append(b, s, n);
+}
+
+static void dlv_bio_to_buf(BIO *bio, kf_buf *out) {
+    char *p;
+    long n = BIO_get_mem_data(bio, &p);
+    if (n > 0) kf_buf_append(out, p, (size_t)n);
+}
+
+static void dlv_capture_cert(kf_delivery *d, X509 *cert) {
+    BIO *bio;
+    GENERAL_NAMES *names;
+    const ASN1_TIME *not_after;
+    struct tm tm;
+    unsigned char md[EVP_MAX_MD_SIZE];
+    unsigned int md_len = 0, i;
+
+    if ((bio = BIO_new(BIO_s_mem()))) {
+        X509_NAME_print_ex(bio, X509_get_subject_name(cert), 0, XN_FLAG_RFC2253);
+        dlv_bio_to_buf(bio, &d->tls.subject);
+        BIO_free(bio);
+    }
+    if ((bio = BIO_new(BIO_s_mem()))) {
+        X509_NAME_print_ex(bio, X509_get_issuer_name(cert), 0, XN_FLAG_RFC2253);
+        dlv_bio_to_buf(bio, &d->tls.issuer);
+        BIO_free(bio);
+    }
+    names = X509_get_ext_d2i(cert, NID_subject_alt_name, NULL, NULL);
+    if (names) {
+        int k, count = sk_GENERAL_NAME_num(names);
+        for (k = 0; k < count; k++) {
+            const GENERAL_NAME *gn = sk_GENERAL_NAME_value(names, k);
+            if (gn->type == GEN_DNS) {
+                const unsigned char *s = ASN1_STRING_get0_data(gn->d.dNSName);
+                dlv_line(&d->tls.names, (const char *)s,
+                         (size_t)ASN1_STRING_length(gn->d.dNSName));
+            } else if (gn->type == GEN_IPADD) {
+                char text[INET6_ADDRSTRLEN];
+                int len = ASN1_STRING_length(gn->d.iPAddress);
+                const unsigned char *s = ASN1_STRING_get0_data(gn->d.iPAddress);
+                if ((len == 4 && inet_ntop(AF_INET, s, text, sizeof text)) ||
+                    (len == 16 && inet_ntop(AF_INET6, s, text, sizeof text)))
+                    dlv_line(&d->tls.names, text, strlen(text));
+            }
+        }
+        GENERAL_NAMES_free(names);
+    }
+    not_after = X509_get0_notAfter(cert);
+    if (not_after && ASN1_TIME_to_tm(not_after, &tm) == 1)
+        strftime(d->tls.not_after, sizeof d->tls.not_after, "%Y-%m-%dT%H:%M:%SZ", &tm);
+    if (X509_digest(cert, EVP_sha256(), md, &md_len) == 1)
+        for (i = 0; i < md_len && i * 2 + 2 < sizeof d->tls.sha256; i++)
+            snprintf(d->tls.sha256 + i * 2, 3, "%02x", md[i]);
+}
+
+/* The SSL object exists only while the connection lives, so the facts are
+ * read during the dialog, at the first line exchanged over TLS. */
+static void dlv_capture_tls(kf_delivery *d) {
+    struct curl_tlssessioninfo *info = NULL;
+    SSL *ssl;
+    X509 *cert;
+    if (d->tls.captured) return;
+    if (curl_easy_getinfo(d->curl, CURLINFO_TLS_SSL_PTR, &info) != CURLE_OK ||
+        !info || info->backend != CURLSSLBACKEND_OPENSSL || !info->internals)
+        return;
+    ssl = info->internals;
+    if (!SSL_is_init_finished(ssl)) return;
+    d->tls.captured = 1;
+    snprintf(d->tls.version, sizeof d->tls.version, "%s", SSL_get_version(ssl));
+    d->tls.verify_result = SSL_get_verify_result(ssl);
+    if ((cert = SSL_get0_peer_certificate(ssl))) dlv_capture_cert(d, cert);
+}
+
+static int dlv_verb_is(const char *line, size_t n, const char *verb) {
+    size_t k = strlen(verb);
+    if (n < k) return 0;
+    if (strncasecmp(line, verb, k) != 0) return 0;
+    return n == k || line[k] == ' ' || line[k] == ':';
+}
+
+static void dlv_client_line(kf_delivery *d, const char *line, size_t n) {
+    kf_buf *t = &d->transcript;
+    double now = dlv_now_ms();
+    int secret = 0;
+
+    if (dlv_verb_is(line, n, "QUIT")) {
+        /* libcurl says goodbye after a failure too: the stage and reply
+         * that matter are the ones before it. */
+        d->quit_sent = 1;
+        if (d->transcript_on)
+            kf_buf_puts(t, t->len ? "\nC: QUIT" : "C: QUIT");
+        return;
+    }
+    d->commands_sent++;
+    d->reply.len = 0;
+    if (d->reply.data) d->reply.data[0] = '\0';
+    if (dlv_verb_is(line, n, "EHLO") || dlv_verb_is(line, n, "HELO")) {
+        if (d->stage == KF_STAGE_TLS && d->t_starttls > 0) d->t_tls_done = now;
+        d->stage = KF_STAGE_EHLO;
+        d->ehlo.len = 0;
+        if (d->ehlo.data) d->ehlo.data[0] = '\0';
+    } else if (dlv_verb_is(line, n, "STARTTLS")) {
+        d->stage = KF_STAGE_TLS;
+        d->t_starttls = now;
+    } else if (dlv_verb_is(line, n, "AUTH")) {
+        size_t m = 5, start = 5;
+        d->stage = KF_STAGE_AUTH;
+        d->auth_sent = 1;
+        d->t_auth = now;
+        while (m < n && line[m] != ' ') m++;
+        if (m > start && m - start < sizeof d->auth_mechanism) {
+            memcpy(d->auth_mechanism, line + start, m - start);
+            d->auth_mechanism[m - start] = '\0';
+        }
+        if (d->transcript_on) {
+            kf_buf_puts(t, t->len ? "\nC: " : "C: ");
+            kf_buf_append(t, line, m);
+            if (m < n) kf_buf_puts(t, " ***");
+        }
+        return;
+    } else if (dlv_verb_is(line, n, "MAIL")) {
+        d->stage = KF_STAGE_MAIL;
+        d->t_mail = now;
+        d->mail_sent = 1;
+    } else if (dlv_verb_is(line, n, "RCPT")) {
+        d->stage = KF_STAGE_RCPT;
+    } else if (dlv_verb_is(line, n, "DATA")) {
+        d->stage = KF_STAGE_DATA;
+    } else if (d->stage == KF_STAGE_AUTH) {
+        secret = 1; /* a SASL response: credentials, whatever the mechanism */
+    }
+    if (d->transcript_on) {
+        kf_buf_puts(t, t->len ? "\nC: " : "C: ");
+        if (secret) kf_buf_puts(t, "***");
+        else kf_buf_append(t, line, n);
+    }
+}
+
+static void dlv_server_line(kf_delivery *d, const char *line, size_t n) {
+    d->server_spoke = 1;
+    if (d->body_bytes && !d->body_noted) {
+        d->body_noted = 1;
+        if (d->transcript_on)
+            kf_buf_printf(&d->transcript, "%sC: [message, %d bytes, then .]",
+                          d->transcript.len ? "\n" : "", d->body_bytes);
+    }
+    if (d->transcript_on) {
+        kf_buf_puts(&d->transcript, d->transcript.len ? "\nS: " : "S: ");
+        kf_buf_append(&d->transcript, line, n);
+    }
+    if (d->quit_sent) return;
+    dlv_line(&d->reply, line, n);
+    if (d->commands_sent == 0) dlv_line(&d->greeting, line, n);
+    else if (d->stage == KF_STAGE_EHLO) dlv_line(&d->ehlo, line, n);
+    if (d->body_bytes && d->final_reply.len == 0 && (n < 4 || line[3] != '-')) {
+        kf_buf_append(&d->final_reply, line, n);
+        d->t_final = dlv_now_ms();
+    }
+}
+
+static void dlv_each_line(kf_delivery *d, const char *data, size_t size,
+                          void (*fn)(kf_delivery *, const char *, size_t)) {
+    while (size > 0) {
+        const char *nl = memchr(data, '\n', size);
+        size_t n = nl ? (size_t)(nl - data) : size;
+        size_t line_len = n;
+        if (line_len > 0 && data[line_len - 1] == '\r') line_len--;
+        if (line_len > 0 || nl) fn(d, data, line_len);
+        if (!nl) break;
+        size -= n + 1;
+        data = nl + 1;
+    }
+}
+
+static int dlv_debug(CURL *h, curl_infotype type, char *data, size_t size,
+                     void *userp) {
+    kf_delivery *d = userp;
+    (void)h;
+    switch (type) {
+    case CURLINFO_HEADER_OUT:
+        dlv_capture_tls(d);
+        dlv_each_line(d, data, size, dlv_client_line);
+        break;
+    case CURLINFO_HEADER_IN:
+        dlv_capture_tls(d);
+        dlv_each_line(d, data, size, dlv_server_line);
+        break;
+    case CURLINFO_DATA_OUT:
+        d->body_bytes += (int)size;
+        break;
+    default:
+        break;
+    }
+    return 0;
+}
+
+static size_t dlv_read(char *buf, size_t size, size_t nitems, void *userp) {
+    kf_delivery *d = userp;
+    size_t room = size * nitems, left = d->msg_len - d->msg_pos;
+    /* libcurl goes on without AUTH when the server does not offer it; with
+     * credentials configured that is a misconfiguration to report, and
+     * stopping here (after 354, before any message byte) delivers nothing. */
+    if (d->credentials && !d->auth_sent) {
+        d->aborted_no_auth = 1;
+        return CURL_READFUNC_ABORT;
+    }
+    if (left < room) room = left;
+    memcpy(buf, d->msg + d->msg_pos, room);
+    d->msg_pos += room;
+    return room;
+}
+
+static int dlv_url(kf_buf *url, const kf_delivery_req *req) {
+    int bracket = req->host[0] != '[' && strchr(req->host, ':') != NULL;
+    const char *p;
+    kf_buf_printf(url, "%s://%s%s%s:%ld/",
+                  strcmp(req->tls_mode, "implicit") == 0 ? "smtps" : "smtp",
+                  bracket ? "[" : "", req->host, bracket ? "]" : "", req->port);
+    /* The path is the EHLO name; validated names need escaping only for
+     * the characters a URL path treats specially. */
+    for (p = req->helo; *p; p++) {
+        if (strchr("%#?/ ", *p)) kf_buf_printf(url, "%%%02X", (unsigned char)*p);
+        else kf_buf_append(url, p, 1);
+    }
+    return url->oom ? -1 : 0;
+}
+
+int kf_delivery_run(kf_delivery *d, const kf_delivery_req *req) {
+    CURL *c = d->curl;
+    kf_buf url = {0};
+    struct curl_slist *rcpt = NULL;
+    const curl_version_info_data *ver = curl_version_info(CURLVERSION_NOW);
+    int implicit = strcmp(req->tls_mode, "implicit") == 0;
+    int starttls = strcmp(req->tls_mode, "starttls") == 0;
+    curl_off_t t;
+
+    dlv_reset(d);
+    if (dlv_url(&url, req) != 0) { kf_buf_free(&url); return -1; }
+    rcpt = curl_slist_append(NULL, req->rcpt_to);
+    if (!rcpt) { kf_buf_free(&url); return -1; }
+    d->msg = req->message;
+    d->msg_len = req->message_len;
+    d->credentials = req->username != NULL;
+    d->transcript_on = req->want_transcript;
+
+    /* Every option is set on every run, so nothing leaks from one test into
+     * the next while the handle (and libcurl's CA cache) is kept. */
+    curl_easy_setopt(c, CURLOPT_URL, url.data);
+    curl_easy_setopt(c, CURLOPT_PROTOCOLS_STR, "smtp,smtps");
+    curl_easy_setopt(c, CURLOPT_NOSIGNAL, 1L);
+    curl_easy_setopt(c, CURLOPT_CONNECTTIMEOUT_MS, req->connect_timeout_ms);
+    curl_easy_setopt(c, CURLOPT_TIMEOUT_MS, req->timeout_ms);
+    /* A test must test: a new connection and a full handshake every time. */
+    curl_easy_setopt(c, CURLOPT_FRESH_CONNECT, 1L);
+    curl_easy_setopt(c, CURLOPT_FORBID_REUSE, 1L);
+    curl_easy_setopt(c, CURLOPT_SSL_SESSIONID_CACHE, 0L);
+    curl_easy_setopt(c, CURLOPT_USE_SSL,
+                     (long)(starttls || implicit ? CURLUSESSL_ALL : CURLUSESSL_NONE));
+    curl_easy_setopt(c, CURLOPT_SSL_VERIFYPEER, req->tls_verify ? 1L : 0L);
+    curl_easy_setopt(c, CURLOPT_SSL_VERIFYHOST, req->tls_verify ? 2L : 0L);
+    curl_easy_setopt(c, CURLOPT_CAINFO, req->ca_file ? req->ca_file : ver->cainfo);
+    /* With a CA path set libcurl re-reads the store on every connection;
+     * a bundle file alone is parsed once and cached on this handle. */
+    curl_easy_setopt(c, CURLOPT_CAPATH, NULL);
+    curl_easy_setopt(c, CURLOPT_CA_CACHE_TIMEOUT, 86400L);
+    curl_easy_setopt(c, CURLOPT_PINNEDPUBLICKEY, req->pinned_pubkey);
+    curl_easy_setopt(c, CURLOPT_USERNAME, req->username);
+    curl_easy_setopt(c, CURLOPT_PASSWORD, req->password);
+    curl_easy_setopt(c, CURLOPT_MAIL_FROM, req->mail_from);
+    curl_easy_setopt(c, CURLOPT_MAIL_RCPT, rcpt);
+    curl_easy_setopt(c, CURLOPT_UPLOAD, 1L);
+    curl_easy_setopt(c, CURLOPT_READFUNCTION, dlv_read);
+    curl_easy_setopt(c, CURLOPT_READDATA, d);
+    curl_easy_setopt(c, CURLOPT_VERBOSE, 1L);
+    curl_easy_setopt(c, CURLOPT_DEBUGFUNCTION, dlv_debug);
+    curl_easy_setopt(c, CURLOPT_DEBUGDATA, d);
+    curl_easy_setopt(c, CURLOPT_ERRORBUFFER, d->errbuf);
+
+    d->t_start = dlv_now_ms();
+    d->code = curl_easy_perform(c);
+
+    if (curl_easy_getinfo(c, CURLINFO_CONNECT_TIME_T, &t) == CURLE_OK) d->connect_us = (long)t;
+    if (curl_easy_getinfo(c, CURLINFO_APPCONNECT_TIME_T, &t) == CURLE_OK) d->appconnect_us = (long)t;
+    if (curl_easy_getinfo(c, CURLINFO_TOTAL_TIME_T, &t) == CURLE_OK) d->total_us = (long)t;
+    if (curl_easy_getinfo(c, CURLINFO_OS_ERRNO, &d->os_errno) != CURLE_OK) d->os_errno = 0;
+
+    /* Drop our pointers to the caller's strings and the secret. */
+    curl_easy_setopt(c, CURLOPT_PASSWORD, NULL);
+    curl_easy_setopt(c, CURLOPT_USERNAME, NULL);
+    curl_easy_setopt(c, CURLOPT_MAIL_RCPT, NULL);
+    curl_easy_setopt(c, CURLOPT_ERRORBUFFER, NULL);
+    curl_slist_free_all(rcpt);
+    kf_buf_free(&url);
+    d->msg = NULL;
+    return 0;
+}
+
+enum kf_stage kf_delivery_failed_stage(const kf_delivery *d,
+                                       const kf_delivery_req *req) {
+    int implicit = strcmp(req->tls_mode, "implicit") == 0;
+    switch (d->code) {
+    case CURLE_COULDNT_RESOLVE_HOST:
+        return KF_STAGE_RESOLVE;
+    case CURLE_COULDNT_CONNECT:
+        return KF_STAGE_CONNECT;
+    case CURLE_SSL_CONNECT_ERROR:
+    case CURLE_PEER_FAILED_VERIFICATION:
+    case CURLE_USE_SSL_FAILED:
+    case CURLE_SSL_CERTPROBLEM:
+    case CURLE_SSL_CACERT_BADFILE:
+    case CURLE_SSL_PINNEDPUBKEYNOTMATCH:
+    case CURLE_SSL_CIPHER:
+    case CURLE_SSL_ISSUER_ERROR:
+    case CURLE_SSL_CRL_BADFILE:
+        return KF_STAGE_TLS;
+    case CURLE_LOGIN_DENIED:
+        return KF_STAGE_AUTH;
+    case CURLE_ABORTED_BY_CALLBACK:
+        if (d->aborted_no_auth) return KF_STAGE_AUTH;
+        break;
+    default:
+        break;
+    }
+    if (d->connect_us == 0 && !d->server_spoke) return KF_STAGE_CONNECT;
+    if (!d->server_spoke)
+        return implicit && d->appconnect_us == 0 ? KF_STAGE_TLS : KF_STAGE_GREETING;
+    if (d->commands_sent == 0) return KF_STAGE_GREETING;
+    return d->stage;
+}

@@ -1,0 +1,73 @@
+/* One SMTP test delivery through libcurl, and what it observed (see
+ * delivery.c). The handle is reused between deliveries of one Lua state so
+ * libcurl keeps its parsed CA store; connections are never reused. */
+#ifndef KFSMTP_DELIVERY_H
+#define KFSMTP_DELIVERY_H
+
+#include <curl/curl.h>
+
+#include "kfsmtp.h"
+
+enum kf_stage {
+    KF_STAGE_RESOLVE, KF_STAGE_CONNECT, KF_STAGE_GREETING, KF_STAGE_TLS,
+    KF_STAGE_EHLO, KF_STAGE_AUTH, KF_STAGE_MAIL, KF_STAGE_RCPT, KF_STAGE_DATA
+};
+
+KF_HIDDEN const char *kf_stage_name(enum kf_stage s);
+
+typedef struct kf_delivery_req {
+    const char *host;
+    long port;
+    const char *tls_mode; /* "none" | "starttls" | "implicit" */
+    const char *username, *password; /* NULL: anonymous */
+    const char *mail_from, *rcpt_to;
+    const char *message;
+    size_t message_len;
+    const char *helo;
+    const char *ca_file;   /* NULL: the system store */
+    int tls_verify;
+    const char *pinned_pubkey;
+    long connect_timeout_ms, timeout_ms;
+    int want_transcript;
+} kf_delivery_req;
+
+typedef struct kf_tls_facts {
+    int captured;
+    char version[32];
+    long verify_result;
+    kf_buf subject, issuer, names; /* names: one per line */
+    char not_after[32];
+    char sha256[65];
+} kf_tls_facts;
+
+typedef struct kf_delivery {
+    CURL *curl;
+    char errbuf[CURL_ERROR_SIZE];
+    CURLcode code;
+    /* What the dialog showed, reset for every delivery. */
+    kf_buf transcript;   /* lines separated by '\n' */
+    kf_buf greeting;     /* lines separated by '\n' */
+    kf_buf reply;        /* the reply to the last command, lines by '\n' */
+    kf_buf final_reply;  /* the reply to the end of the message */
+    kf_buf ehlo;         /* the last EHLO reply, lines by '\n' */
+    enum kf_stage stage; /* stage of the last command sent */
+    int commands_sent, server_spoke, auth_sent, body_bytes, body_noted;
+    int credentials, aborted_no_auth, mail_sent, transcript_on, quit_sent;
+    char auth_mechanism[32];
+    double t_start, t_starttls, t_tls_done, t_auth, t_mail, t_final;
+    long connect_us, appconnect_us, total_us, os_errno;
+    kf_tls_facts tls;
+    const char *msg;
+    size_t msg_len, msg_pos;
+} kf_delivery;
+
+KF_HIDDEN int kf_delivery_init(kf_delivery *d);
+KF_HIDDEN void kf_delivery_close(kf_delivery *d);
+/* Runs one delivery. Returns 0 after any outcome (d->code tells which),
+ * -1 when memory ran out before anything was sent. */
+KF_HIDDEN int kf_delivery_run(kf_delivery *d, const kf_delivery_req *req);
+/* The stage a failed delivery stopped at. */
+KF_HIDDEN enum kf_stage kf_delivery_failed_stage(const kf_delivery *d,
+                                                 const kf_delivery_req *req);
+
+#endif

@@ -1,0 +1,22 @@
+/* The profile store's file operations (see store.c). */
+#ifndef KFSMTP_STORE_H
+#define KFSMTP_STORE_H
+
+#include "kfsmtp.h"
+
+#define KF_SIG_SIZE 128
+
+/* Reads the whole file into out and writes its change signature. Returns 0,
+ * 1 when the file does not exist, or -errno. */
+KF_HIDDEN int kf_store_read(const char *path, kf_buf *out, char sig[KF_SIG_SIZE]);
+/* Writes the signature of the file now at path ("missing" if none). */
+KF_HIDDEN int kf_store_stat(const char *path, char sig[KF_SIG_SIZE]);
+/* Replaces path atomically with data. Returns 0 or -errno, and the step
+ * that failed in *step. */
+KF_HIDDEN int kf_store_write(const char *path, const char *data, size_t len,
+                             const char **step);
+/* Takes the exclusive advisory lock next to the store; returns the lock's
+ * descriptor or -errno. Closing the descriptor releases it. */
+KF_HIDDEN int kf_store_lock(const char *path);
+
+#endif

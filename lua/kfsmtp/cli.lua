@@ -1,0 +1,284 @@
+-- The kfsmtp command: get, update and test the SMTP profile from a shell.
+-- JSON on stdout (the same bodies as the HTTP API); people-facing lines on
+-- stderr; the exit status names the failing stage.
+local kfsmtp = require "kfsmtp"
+local cjson = require "cjson.safe"
+local json = kfsmtp.json
+
+local _M = {}
+
+local USAGE = [[
+Usage: kfsmtp get    [--store PATH]
+       kfsmtp update [FIELDS] [--replace] [--store PATH]
+       kfsmtp test   --recipient ADDRESS [FIELDS] [TEST OPTIONS] [--store PATH]
+
+Reads, changes and tests the one SMTP profile, like Keyfactor Command's
+GET /SMTP, PUT /SMTP and POST /SMTP/Test. Prints the API's JSON on stdout.
+
+`update` and `test` start from the stored profile and change only the
+fields you give (use `update --replace` to replace the whole profile, as
+PUT does). `test` sends a real test message to the recipient.
+
+Fields:
+  --host NAME               SMTP server host name or IP address
+  --port N                  port (25, 587, 465 ...); default 25
+  --use-ssl / --no-use-ssl  TLS: implicit on 465, STARTTLS (required) elsewhere
+  --auth-type 0|2           0 anonymous, 2 username and password
+  --username USER           relay account, DOMAIN\user or an address
+  --password-file FILE      read the relay password from FILE (first line)
+  --password-env VAR        read it from environment variable VAR
+                            (default: KFSMTP_RELAY_PASSWORD when set)
+                            The password is never accepted on the command
+                            line, where other users could read it.
+  --sender-account ADDRESS  envelope sender and From address
+  --sender-name NAME        display name in From
+  --json FILE               read fields as a JSON object from FILE (- = stdin);
+                            flags given as well override it
+
+Test options:
+  --recipient ADDRESS       where the test message goes (required)
+  --tls-mode MODE           implicit | starttls | none: override the
+                            inference from UseSSL and Port
+  --ca-file FILE            verify the server against this CA bundle
+  --insecure                do not verify the certificate (says so in output)
+  --pinned-pubkey SPEC      sha256//BASE64 pin of the server's public key
+  --helo NAME               EHLO name (default: this machine's host name)
+  --connect-timeout-ms N    default 10000
+  --timeout-ms N            whole test, default 30000
+  --transcript              print the SMTP dialog (secrets as ***) on stderr
+  --info                    print the details (timings, TLS, reply) as JSON on stderr
+
+Store: --store PATH, else $KFSMTP_STORE, else ./kfsmtp-store.json
+
+Exit status: 0 ok; 2 usage; 3 invalid field; 4 store error; failing test
+stage: 10 resolve, 11 connect, 12 greeting, 13 tls, 14 ehlo, 15 auth,
+16 mail, 17 rcpt, 18 data.
+]]
+
+local EXIT = {
+  usage = 2, validate = 3, store = 4,
+  resolve = 10, connect = 11, greeting = 12, tls = 13, ehlo = 14, auth = 15,
+  mail = 16, rcpt = 17, data = 18, token = 19,
+}
+_M.EXIT = EXIT
+
+-- flag --> { field or option, kind }
+local FIELD_FLAGS = {
+  host = { "Host" }, port = { "Port" }, ["auth-type"] = { "RelayAuthenticationType" },
+  ["relay-authentication-type"] = { "RelayAuthenticationType" },
+  username = { "RelayUsername" }, ["relay-username"] = { "RelayUsername" },
+  ["sender-account"] = { "SenderAccount" }, ["sender-name"] = { "SenderName" },
+  recipient = { "TestRecipient" }, ["test-recipient"] = { "TestRecipient" },
+  id = { "Id" },
+}
+local OPTION_FLAGS = {
+  ["tls-mode"] = "tls_mode", ["ca-file"] = "ca_file", helo = "helo",
+  ["pinned-pubkey"] = "pinned_pubkey",
+  ["connect-timeout-ms"] = "connect_timeout_ms", ["timeout-ms"] = "timeout_ms",
+}
+local SWITCHES = { transcript = true, info = true, insecure = true, replace = true,
+  help = true, ["use-ssl"] = true, ["no-use-ssl"] = true }
+local VALUE_FLAGS = { store = true, json = true, ["password-file"] = true, ["password-env"] = true }
+
+local function usage_error(msg)
+  return { usage = msg }
+end
+
+local function parse(argv)
+  local a = { fields = {}, options = {}, flags = {} }
+  local i = 1
+  while i <= #argv do
+    local word = argv[i]
+    local name, inline = word:match("^%-%-([%w%-]+)=(.*)$")
+    name = name or word:match("^%-%-([%w%-]+)$")
+    if word == "-h" then name = "help" end
+    if not name then
+      if a.command then return nil, usage_error(("unexpected argument %q"):format(word)) end
+      a.command = word
+    elseif name == "password" or name == "relay-password" then
+      return nil, usage_error("the password is never taken from the command line (other users can read it in the process list): use --password-file FILE, --password-env VAR or KFSMTP_RELAY_PASSWORD")
+    elseif SWITCHES[name] then
+      if name == "use-ssl" and inline then
+        a.fields.UseSSL = inline
+      elseif inline then
+        return nil, usage_error(("--%s takes no value"):format(name))
+      elseif name == "use-ssl" then a.fields.UseSSL = true
+      elseif name == "no-use-ssl" then a.fields.UseSSL = false
+      else a.flags[name] = true end
+    else
+      local value = inline
+      if value == nil then
+        i = i + 1
+        value = argv[i]
+        if value == nil then return nil, usage_error(("--%s needs a value"):format(name)) end
+      end
+      if FIELD_FLAGS[name] then
+        a.fields[FIELD_FLAGS[name][1]] = value
+      elseif OPTION_FLAGS[name] then
+        local opt = OPTION_FLAGS[name]
+        if opt:match("_ms$") then
+          local n = tonumber(value)
+          if not n or n <= 0 then return nil, usage_error(("--%s needs a positive number of milliseconds"):format(name)) end
+          value = n
+        end
+        a.options[opt] = value
+      elseif VALUE_FLAGS[name] then
+        a.flags[name] = value
+      else
+        return nil, usage_error(("unknown option --%s (see kfsmtp --help)"):format(name))
+      end
+    end
+    i = i + 1
+  end
+  return a
+end
+
+local function read_file(path)
+  local f, why
+  if path == "-" then f = io.stdin else f, why = io.open(path, "rb") end
+  if not f then return nil, why end
+  local s = f:read("*a")
+  if f ~= io.stdin then f:close() end
+  return s
+end
+
+local function password_from(a, env)
+  if a.flags["password-file"] then
+    local s, why = read_file(a.flags["password-file"])
+    if not s then return nil, "cannot read --password-file: " .. tostring(why) end
+    return (s:match("^([^\r\n]*)"))
+  end
+  local var = a.flags["password-env"]
+  if var then
+    local v = env(var)
+    if not v then return nil, ("environment variable %s is not set"):format(var) end
+    return v
+  end
+  return env("KFSMTP_RELAY_PASSWORD")
+end
+
+local function exit_code_for(err)
+  if err.stage == "validate" then return EXIT.validate end
+  return EXIT[err.stage] or 1
+end
+
+local function tls_words(info)
+  local t = info.tls
+  if t.mode == "none" then return "no TLS" end
+  return ("%s %s, certificate %s"):format(t.mode == "implicit" and "implicit TLS" or "STARTTLS",
+    t.version, t.verified and "verified" or "NOT verified")
+end
+
+-- main(argv [, io_]) --> exit status. io_ = { out, err, env } for tests.
+function _M.main(argv, io_)
+  io_ = io_ or {}
+  local out = io_.out or function(s) io.stdout:write(s) end
+  local say = io_.err or function(s) io.stderr:write(s) end
+  local env = io_.env or os.getenv
+
+  local a, perr = parse(argv or {})
+  if not a then
+    say("kfsmtp: " .. perr.usage .. "\n")
+    return EXIT.usage
+  end
+  if a.flags.help or a.command == "help" then
+    out(USAGE)
+    return 0
+  end
+  if a.command ~= "get" and a.command ~= "update" and a.command ~= "test" then
+    say(a.command and ("kfsmtp: unknown command %q\n"):format(a.command) or "kfsmtp: say get, update or test\n")
+    say("Run kfsmtp --help for the options.\n")
+    return EXIT.usage
+  end
+
+  local store = kfsmtp.open(a.flags.store or kfsmtp.default_store_path())
+  local function fail(err)
+    out(json.encode(kfsmtp.errors.body(err), true) .. "\n")
+    say(("kfsmtp: %s failed%s: %s\n"):format(a.command,
+      err.stage and err.stage ~= "validate" and (" at stage " .. err.stage) or "", err.Message))
+    if err.transcript then
+      for _, line in ipairs(err.transcript) do say(line .. "\n") end
+    end
+    return exit_code_for(err)
+  end
+
+  if a.command == "get" then
+    local p, err = store:get()
+    if not p then return fail(err) end
+    out(json.encode(p, true) .. "\n")
+    return 0
+  end
+
+  -- The request: stored profile (unless --replace), then --json, then flags.
+  local req = {}
+  if not a.flags.replace then
+    local p, err = store:get()
+    if not p then return fail(err) end
+    for k, v in pairs(p) do req[k] = v end
+  end
+  if a.flags.json then
+    local text, why = read_file(a.flags.json)
+    if not text then
+      say("kfsmtp: cannot read --json: " .. tostring(why) .. "\n")
+      return EXIT.usage
+    end
+    local doc = cjson.decode(text)
+    if type(doc) ~= "table" then
+      say("kfsmtp: --json must hold a JSON object\n")
+      return EXIT.usage
+    end
+    -- Replace by field name, case-insensitively, as the API matches them.
+    for k, v in pairs(doc) do
+      for existing in pairs(req) do
+        if type(k) == "string" and existing:lower() == k:lower() then req[existing] = nil end
+      end
+      req[k] = v
+    end
+  end
+  for k, v in pairs(a.fields) do
+    for existing in pairs(req) do
+      if existing:lower() == k:lower() then req[existing] = nil end
+    end
+    req[k] = v
+  end
+  local password, why = password_from(a, env)
+  if why then
+    say("kfsmtp: " .. why .. "\n")
+    return EXIT.usage
+  end
+  if password then req.RelayPassword = password end
+
+  if a.command == "update" then
+    local p, err = store:update(req)
+    if not p then return fail(err) end
+    out(json.encode(p, true) .. "\n")
+    say(("kfsmtp: stored the profile in %s\n"):format(store.path))
+    return 0
+  end
+
+  local opts = {}
+  for k, v in pairs(a.options) do opts[k] = v end
+  if a.flags.insecure then opts.tls_verify = false end
+  if a.flags.transcript then opts.transcript = true end
+  local ok, res, info = pcall(store.test, store, req, opts)
+  if not ok then
+    say("kfsmtp: " .. tostring(res) .. "\n")
+    return EXIT.usage
+  end
+  if not res then return fail(info) end
+  out(json.encode(res, true) .. "\n")
+  if info.transcript then
+    for _, line in ipairs(info.transcript) do say(line .. "\n") end
+  end
+  for _, w in ipairs(info.warnings) do say("kfsmtp: warning: " .. w .. "\n") end
+  say(("kfsmtp: %s port %d accepted the test message (%s; auth %s) in %.1f ms: %s\n"):format(
+    res.Host, res.Port, tls_words(info), info.auth_mechanism, info.timings.total, info.reply))
+  if a.flags.info then
+    local shown = {}
+    for k, v in pairs(info) do if k ~= "transcript" then shown[k] = v end end
+    say(json.encode(shown, true) .. "\n")
+  end
+  return 0
+end
+
+return _M

@@ -1,0 +1,40 @@
+-- The version of the code is in csrc/version.h; spec/output_spec.lua checks
+-- that any release rockspec next to this one carries that same version.
+rockspec_format = "3.0"
+package = "kfsmtp"
+version = "scm-1"
+source = {
+  url = "git+https://example.invalid/kfsmtp.git",
+}
+description = {
+  summary = "Keyfactor Command's SMTP profile (GET/PUT /SMTP, POST /SMTP/Test) for Lua, with a libcurl core",
+  license = "MIT",
+}
+dependencies = {
+  "lua >= 5.1",
+  "lua-cjson",
+}
+external_dependencies = {
+  CURL = { header = "curl/curl.h", library = "curl" },
+  OPENSSL = { header = "openssl/ssl.h", library = "ssl" },
+}
+build = {
+  type = "builtin",
+  modules = {
+    kfsmtp = "lua/kfsmtp.lua",
+    ["kfsmtp.cli"] = "lua/kfsmtp/cli.lua",
+    ["kfsmtp.errors"] = "lua/kfsmtp/errors.lua",
+    ["kfsmtp.json"] = "lua/kfsmtp/json.lua",
+    ["kfsmtp.core"] = {
+      sources = { "csrc/binding.c", "csrc/buffer.c", "csrc/delivery.c", "csrc/message.c",
+        "csrc/store.c", "csrc/validate.c" },
+      defines = { "_GNU_SOURCE" },
+      incdirs = { "$(CURL_INCDIR)", "$(OPENSSL_INCDIR)" },
+      libdirs = { "$(CURL_LIBDIR)", "$(OPENSSL_LIBDIR)" },
+      libraries = { "curl", "ssl", "crypto", "pthread" },
+    },
+  },
+  install = {
+    bin = { kfsmtp = "bin/kfsmtp" },
+  },
+}

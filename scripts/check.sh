@@ -1,0 +1,25 @@
+#!/bin/sh
+# Runs every spec under Lua 5.4 and under LuaJIT, then prints the one line
+# CI reads: "N passed, M failed". Fails when anything failed or nothing ran.
+set -u
+cd "$(dirname "$0")/.."
+out=$(mktemp -d /tmp/kfsmtp-check.XXXXXX)
+status=0
+for lua in lua5.4 luajit; do
+  echo "== specs under $lua"
+  exclude=""
+  [ "$lua" = luajit ] && exclude="--exclude-tags=memcheck"
+  busted --lua="$lua" -o TAP $exclude ${SPECS:-spec} > "$out/$lua.tap" 2>&1 || status=1
+  grep -v '^ok ' "$out/$lua.tap" || true
+  printf '%s: %s passed, %s failed\n' "$lua" \
+    "$(grep -c '^ok ' "$out/$lua.tap")" "$(grep -c '^not ok ' "$out/$lua.tap")"
+done
+passed=$(cat "$out"/*.tap | grep -c '^ok ')
+failed=$(cat "$out"/*.tap | grep -c '^not ok ')
+skipped=$(cat "$out"/*.tap | grep -c '^ok .*# SKIP')
+rm -rf "$out"
+[ "$passed" -gt 0 ] || status=1
+[ "$failed" -eq 0 ] || status=1
+[ "$skipped" -eq 0 ] || { echo "skipped specs are not allowed: $skipped"; status=1; }
+echo "$passed passed, $failed failed"
+exit $status

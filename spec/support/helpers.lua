@@ -1,0 +1,162 @@
+-- Shared by the specs: real servers started on loopback, real files.
+local cjson = require "cjson"
+local socket = require "socket"
+
+local H = {}
+
+H.lua = (type(jit) == "table") and "luajit" or "lua" .. _VERSION:match("%d+%.%d+")
+H.python = "/usr/bin/python3" -- Debian's, which has aiosmtpd
+
+function H.now_ms() return socket.gettime() * 1000 end
+
+function H.sh(cmd)
+  local p = assert(io.popen(cmd .. " 2>&1"))
+  local out = p:read("*a")
+  local ok, _, code = p:close()
+  if type(ok) == "number" then code = ok; ok = code == 0 end -- LuaJIT
+  return out, ok, code
+end
+
+function H.q(s) return "'" .. tostring(s):gsub("'", "'\\''") .. "'" end
+
+function H.read(path)
+  local f = io.open(path, "rb")
+  if not f then return nil end
+  local s = f:read("*a")
+  f:close()
+  return s
+end
+
+function H.write(path, s)
+  local f = assert(io.open(path, "wb"))
+  f:write(s)
+  f:close()
+end
+
+function H.exists(path)
+  local f = io.open(path, "rb")
+  if f then f:close() return true end
+  return false
+end
+
+function H.tmpdir()
+  local out = H.sh("mktemp -d /tmp/kfsmtp-spec.XXXXXX")
+  return (out:gsub("%s+$", ""))
+end
+
+function H.sleep(seconds)
+  socket.sleep(seconds)
+end
+
+local cert_dir
+-- The suite's throwaway CA and certificates (spec/support/certs.sh).
+function H.certs()
+  if not cert_dir then
+    cert_dir = H.tmpdir()
+    local out, ok = H.sh("sh spec/support/certs.sh " .. H.q(cert_dir))
+    assert(ok, "certs.sh failed: " .. out)
+  end
+  return {
+    dir = cert_dir,
+    ca = cert_dir .. "/ca.crt",
+    other_ca = cert_dir .. "/other-ca.crt",
+    cert = cert_dir .. "/server.crt", key = cert_dir .. "/server.key",
+    wronghost_cert = cert_dir .. "/wronghost.crt", wronghost_key = cert_dir .. "/wronghost.key",
+  }
+end
+
+local Server = {}
+Server.__index = Server
+
+-- start_smtp{ mode = "plain"|"starttls"|"implicit", auth = "user:pass",
+--   auth_required, auth_plaintext, require_tls, behaviour, cert, key }
+function H.start_smtp(opts)
+  opts = opts or {}
+  local dir = H.tmpdir()
+  local args = { H.python, "spec/support/smtpd.py", "--dir", H.q(dir),
+    "--mode", opts.mode or "plain", "--behaviour", opts.behaviour or "normal" }
+  if (opts.mode or "plain") ~= "plain" or opts.cert then
+    local c = H.certs()
+    args[#args + 1] = "--cert " .. H.q(opts.cert or c.cert)
+    args[#args + 1] = "--key " .. H.q(opts.key or c.key)
+  end
+  if opts.auth then args[#args + 1] = "--auth " .. H.q(opts.auth) end
+  if opts.auth_required then args[#args + 1] = "--auth-required" end
+  if opts.auth_plaintext then args[#args + 1] = "--auth-plaintext" end
+  if opts.require_tls then args[#args + 1] = "--require-tls" end
+  os.execute(table.concat(args, " ") .. " > " .. H.q(dir .. "/log") .. " 2>&1 &")
+  local deadline = H.now_ms() + 15000
+  while not H.exists(dir .. "/port") do
+    assert(H.now_ms() < deadline, "smtpd.py did not start: " .. (H.read(dir .. "/log") or ""))
+    H.sleep(0.02)
+  end
+  local s = setmetatable({ dir = dir }, Server)
+  s.port = tonumber(H.read(dir .. "/port"))
+  s.pid = tonumber(H.read(dir .. "/pid"))
+  return s
+end
+
+-- Messages received so far: { meta = {...}, raw = "..." } in order.
+function Server:messages()
+  local list, n = {}, 1
+  while H.exists(("%s/msg-%d.json"):format(self.dir, n)) do
+    local meta = cjson.decode(H.read(("%s/msg-%d.json"):format(self.dir, n)))
+    list[n] = { meta = meta, raw = H.read(("%s/msg-%d.eml"):format(self.dir, n)) }
+    n = n + 1
+  end
+  return list
+end
+
+function Server:commands()
+  return H.read(self.dir .. "/commands.log") or ""
+end
+
+function Server:stop()
+  if self.pid then
+    os.execute("kill " .. self.pid .. " 2>/dev/null")
+    self.pid = nil
+  end
+end
+
+-- A loopback port with nothing listening on it.
+function H.closed_port()
+  local out = H.sh(H.python .. [[ -c "import socket; s=socket.socket(); s.bind(('127.0.0.1',0)); print(s.getsockname()[1]); s.close()"]])
+  return tonumber(out:match("%d+"))
+end
+
+-- Parses a raw message into headers (name lowercased --> value, folded
+-- lines joined) and body.
+function H.parse_message(raw)
+  local head, body = raw:match("^(.-)\r\n\r\n(.*)$")
+  local headers = {}
+  local unfolded = head:gsub("\r\n([ \t])", "%1")
+  for line in (unfolded .. "\r\n"):gmatch("(.-)\r\n") do
+    local name, value = line:match("^([^:]+):%s*(.*)$")
+    if name then headers[name:lower()] = value end
+  end
+  return headers, body
+end
+
+function H.decode_json(s) return cjson.decode(s) end
+
+-- Does needle appear in any string reachable from v (keys, values, the
+-- tostring of tables with __tostring)?
+function H.mentions(v, needle, seen)
+  seen = seen or {}
+  if type(v) == "string" then return v:find(needle, 1, true) ~= nil end
+  if type(v) ~= "table" or seen[v] then return false end
+  seen[v] = true
+  local mt = getmetatable(v)
+  if mt and mt.__tostring and tostring(v):find(needle, 1, true) then return true end
+  for k, x in pairs(v) do
+    if H.mentions(k, needle, seen) or H.mentions(x, needle, seen) then return true end
+  end
+  return false
+end
+
+-- A fresh store path in a fresh folder.
+function H.store_path()
+  return H.tmpdir() .. "/store.json"
+end
+
+return H

@@ -1,0 +1,24 @@
+-- Exercised under valgrind by spec/memcheck_spec.lua: every C path of the
+-- core (validation, composition, store, successful and failed deliveries)
+-- a few times, so a leak per call would show as definitely lost.
+-- usage: lua5.4 memcheck.lua STORE_PATH PORT CLOSED_PORT
+package.path = "lua/?.lua;" .. package.path
+package.cpath = "build/lua5.4/?.so;" .. package.cpath
+local kfsmtp = require "kfsmtp"
+local path, port, closed = arg[1], tonumber(arg[2]), tonumber(arg[3])
+local store = kfsmtp.open(path)
+for i = 1, 3 do
+  assert(store:update { Host = "127.0.0.1", Port = port, SenderAccount = "kf@example.com",
+    SenderName = "Zertifikatsstelle Köln " .. i, RelayAuthenticationType = 2, RelayUsername = "u", RelayPassword = "p" })
+  assert(store:get())
+  assert(not store:update { Host = "smtp://bad", SenderAccount = "kf@example.com" })
+  local req = { Host = "127.0.0.1", Port = port, SenderAccount = "kf@example.com",
+    SenderName = "Zertifikatsstelle Köln", TestRecipient = "ops@example.com" }
+  assert(store:test(req, { transcript = true }))
+  req.TestRecipient = "nobody@example.com"
+  assert(not store:test(req, { transcript = true }))
+  req.Port = closed
+  assert(not store:test(req))
+end
+collectgarbage()
+print("memcheck script done")

@@ -1,0 +1,5 @@
+-- Loaded by busted before any spec: the module under test comes from this
+-- checkout, built for the interpreter that runs the specs.
+local build = (type(jit) == "table") and "luajit" or "lua" .. _VERSION:match("%d+%.%d+")
+package.path = "lua/?.lua;spec/support/?.lua;" .. package.path
+package.cpath = "build/" .. build .. "/?.so;" .. package.cpath
