@@ -81,6 +81,7 @@ function H.start_smtp(opts)
     args[#args + 1] = "--key " .. H.q(opts.key or c.key)
   end
   if opts.auth then args[#args + 1] = "--auth " .. H.q(opts.auth) end
+  if opts.host then args[#args + 1] = "--host " .. H.q(opts.host) end
   if opts.auth_required then args[#args + 1] = "--auth-required" end
   if opts.auth_plaintext then args[#args + 1] = "--auth-plaintext" end
   if opts.require_tls then args[#args + 1] = "--require-tls" end
