@@ -28,12 +28,12 @@ LIBS = $(shell $(PKG_CONFIG) --libs libcurl openssl) -lpthread
 
 BUILD ?= build/$(LUA)
 SRC = csrc/binding.c csrc/buffer.c csrc/delivery.c csrc/message.c \
-      csrc/store.c csrc/validate.c
+      csrc/password.c csrc/store.c csrc/validate.c
 HDR = $(wildcard csrc/*.h)
 OBJ = $(patsubst csrc/%.c,$(BUILD)/obj/%.o,$(SRC))
 MODULE = $(BUILD)/kfsmtp/core.so
 
-.PHONY: all luajit both clang rock check test deps demo install uninstall clean
+.PHONY: all luajit both clang rock check test deps demo serve install uninstall clean
 
 all: $(MODULE)
 
@@ -81,6 +81,10 @@ test: check
 
 demo: deps all
 	@sh scripts/demo.sh
+
+# The HTTP API on 127.0.0.1:$(PORT) (default 8080) until Ctrl-C.
+serve: deps both
+	@sh scripts/serve.sh
 
 install: $(MODULE)
 	install -d $(DESTDIR)$(LUA_CMOD_DIR)/kfsmtp $(DESTDIR)$(LUA_LMOD_DIR)/kfsmtp $(DESTDIR)$(BIN_DIR)

@@ -377,6 +377,32 @@ static int bind_store_lock(lua_State *L) {
     return 1;
 }
 
+/* ---- callers' passwords ---- */
+
+static int bind_password_hash(lua_State *L) {
+    size_t len;
+    const char *pw = luaL_checklstring(L, 1, &len);
+    long iterations = (long)luaL_optinteger(L, 2, 100000);
+    char out[KF_PASSWORD_HASH_SIZE];
+    if (kf_password_hash(pw, len, iterations, out, sizeof out) != 0)
+        return luaL_error(L, "kfsmtp.core: password hashing failed (iterations 1000..10000000)");
+    lua_pushstring(L, out);
+    return 1;
+}
+
+static int bind_password_verify(lua_State *L) {
+    size_t len;
+    const char *pw = luaL_checklstring(L, 1, &len);
+    int rc = kf_password_verify(pw, len, luaL_checkstring(L, 2));
+    if (rc < 0) {
+        lua_pushnil(L);
+        lua_pushliteral(L, "malformed password hash");
+        return 2;
+    }
+    lua_pushboolean(L, rc);
+    return 1;
+}
+
 /* ---- misc ---- */
 
 static int bind_hostname(lua_State *L) {
@@ -406,6 +432,8 @@ static const luaL_Reg bind_functions[] = {
     {"store_write", bind_store_write},
     {"store_lock", bind_store_lock},
     {"hostname", bind_hostname},
+    {"password_hash", bind_password_hash},
+    {"password_verify", bind_password_verify},
     {NULL, NULL}};
 
 static const luaL_Reg bind_lock_methods[] = {

@@ -10,6 +10,13 @@
 #define KF_HIDDEN __attribute__((visibility("hidden")))
 #else
 #define KF_HIDDEN
+/* password.c: returns 0 / -1; verify returns 1 match, 0 mismatch, -1 when
+ * the stored form is malformed. */
+#define KF_PASSWORD_HASH_SIZE 128
+KF_HIDDEN int kf_password_hash(const char *password, size_t len, long iterations,
+                               char *out, size_t out_size);
+KF_HIDDEN int kf_password_verify(const char *password, size_t len, const char *encoded);
+
 #endif
 
 /* Limits of RFC 5321 §4.5.3.1 and of DNS (RFC 1035). */
@@ -62,5 +69,12 @@ typedef struct kf_message_in {
 KF_HIDDEN int kf_compose(const kf_message_in *in, kf_buf *out,
                          char *message_id, size_t message_id_size);
 KF_HIDDEN void kf_encode_display_name(kf_buf *out, const char *name);
+
+/* password.c: returns 0 / -1; verify returns 1 match, 0 mismatch, -1 when
+ * the stored form is malformed. */
+#define KF_PASSWORD_HASH_SIZE 128
+KF_HIDDEN int kf_password_hash(const char *password, size_t len, long iterations,
+                               char *out, size_t out_size);
+KF_HIDDEN int kf_password_verify(const char *password, size_t len, const char *encoded);
 
 #endif

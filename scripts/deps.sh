@@ -4,7 +4,7 @@
 set -eu
 PACKAGES="make gcc clang pkg-config liblua5.4-dev lua5.4 luajit2 libluajit2-5.1-dev
   libcurl4-openssl-dev libssl-dev lua-cjson lua-busted lua-socket python3-aiosmtpd
-  openssl valgrind luarocks"
+  openssl valgrind luarocks curl nginx libnginx-mod-http-lua lua-resty-core"
 missing=""
 for p in $PACKAGES; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing="$missing $p"

@@ -11,6 +11,7 @@ local USAGE = [[
 Usage: kfsmtp get    [--store PATH]
        kfsmtp update [FIELDS] [--replace] [--store PATH]
        kfsmtp test   --recipient ADDRESS [FIELDS] [TEST OPTIONS] [--store PATH]
+       kfsmtp user-add NAME --users-file FILE [--permissions read,modify]
 
 Reads, changes and tests the one SMTP profile, like Keyfactor Command's
 GET /SMTP, PUT /SMTP and POST /SMTP/Test. Prints the API's JSON on stdout.
@@ -50,6 +51,12 @@ Test options:
 
 Store: --store PATH, else $KFSMTP_STORE, else ./kfsmtp-store.json
 
+Callers of the HTTP API (kfsmtp.openresty) live in a users file:
+  kfsmtp user-add 'CORP\alice' --users-file users.json --permissions read,modify
+adds or replaces a user (password from --password-file, --password-env or
+KFSMTP_USER_PASSWORD; stored as a salted PBKDF2 hash). Permissions: read
+(/system_settings/read/), modify (/system_settings/modify/), all.
+
 Exit status: 0 ok; 2 usage; 3 invalid field; 4 store error; failing test
 stage: 10 resolve, 11 connect, 12 greeting, 13 tls, 14 ehlo, 15 auth,
 16 mail, 17 rcpt, 18 data.
@@ -78,7 +85,8 @@ local OPTION_FLAGS = {
 }
 local SWITCHES = { transcript = true, info = true, insecure = true, replace = true,
   help = true, ["use-ssl"] = true, ["no-use-ssl"] = true }
-local VALUE_FLAGS = { store = true, json = true, ["password-file"] = true, ["password-env"] = true }
+local VALUE_FLAGS = { store = true, json = true, ["password-file"] = true, ["password-env"] = true,
+  ["users-file"] = true, permissions = true }
 
 local function usage_error(msg)
   return { usage = msg }
@@ -93,8 +101,13 @@ local function parse(argv)
     name = name or word:match("^%-%-([%w%-]+)$")
     if word == "-h" then name = "help" end
     if not name then
-      if a.command then return nil, usage_error(("unexpected argument %q"):format(word)) end
-      a.command = word
+      if not a.command then
+        a.command = word
+      elseif a.command == "user-add" and not a.user then
+        a.user = word
+      else
+        return nil, usage_error(("unexpected argument %q"):format(word))
+      end
     elseif name == "password" or name == "relay-password" then
       return nil, usage_error("the password is never taken from the command line (other users can read it in the process list): use --password-file FILE, --password-env VAR or KFSMTP_RELAY_PASSWORD")
     elseif SWITCHES[name] then
@@ -142,7 +155,7 @@ local function read_file(path)
   return s
 end
 
-local function password_from(a, env)
+local function password_from(a, env, default_var)
   if a.flags["password-file"] then
     local s, why = read_file(a.flags["password-file"])
     if not s then return nil, "cannot read --password-file: " .. tostring(why) end
@@ -154,7 +167,30 @@ local function password_from(a, env)
     if not v then return nil, ("environment variable %s is not set"):format(var) end
     return v
   end
-  return env("KFSMTP_RELAY_PASSWORD")
+  return env(default_var or "KFSMTP_RELAY_PASSWORD")
+end
+
+local function user_add(a, env, out, say)
+  local file = a.flags["users-file"]
+  if not a.user or not file then
+    say("kfsmtp: user-add needs a NAME and --users-file FILE\n")
+    return EXIT.usage
+  end
+  local password, why = password_from(a, env, "KFSMTP_USER_PASSWORD")
+  if not password then
+    say("kfsmtp: " .. (why or "give the password with --password-file, --password-env or KFSMTP_USER_PASSWORD") .. "\n")
+    return EXIT.usage
+  end
+  local perms = {}
+  for p in (a.flags.permissions or "read"):gmatch("[^,%s]+") do perms[#perms + 1] = p end
+  local users = require "kfsmtp.users"
+  local ok, err = users.add(file, a.user, password, perms)
+  if not ok then
+    say("kfsmtp: " .. err .. "\n")
+    return EXIT.usage
+  end
+  out(json.encode({ user = a.user, permissions = json.array(users.permissions(perms)) }, true) .. "\n")
+  return 0
 end
 
 local function exit_code_for(err)
@@ -185,6 +221,7 @@ function _M.main(argv, io_)
     out(USAGE)
     return 0
   end
+  if a.command == "user-add" then return user_add(a, env, out, say) end
   if a.command ~= "get" and a.command ~= "update" and a.command ~= "test" then
     say(a.command and ("kfsmtp: unknown command %q\n"):format(a.command) or "kfsmtp: say get, update or test\n")
     say("Run kfsmtp --help for the options.\n")

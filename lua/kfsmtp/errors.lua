@@ -34,6 +34,17 @@ local CODES = {
   timeout          = { "0xA0530090", 504 },
   store_corrupt    = { "0xA05300F0", 500 },
   store_io         = { "0xA05300F1", 500 },
+  -- The HTTP API's own answers.
+  bad_json         = { "0xA0530004", 400 },
+  missing_header   = { "0xA0530005", 400 },
+  bad_api_version  = { "0xA0530006", 400 },
+  unauthenticated  = { "0xA0530101", 401 },
+  forbidden        = { "0xA0530103", 403 },
+  not_found        = { "0xA0530104", 404 },
+  bad_method       = { "0xA0530105", 405 },
+  too_large        = { "0xA0530113", 413 },
+  media_type       = { "0xA0530115", 415 },
+  internal         = { "0xA05301F4", 500 },
 }
 _M.CODES = CODES
 

@@ -25,6 +25,14 @@ end
 
 local encode
 
+-- lua-cjson escapes "/" as "\/"; both are valid JSON, the bare one is
+-- what people expect to read in paths such as /system_settings/read/.
+-- A "\/" pair in cjson's output is always an escaped slash.
+local function scalar(v)
+  if type(v) == "string" then return (cjson.encode(v):gsub("\\/", "/")) end
+  return cjson.encode(v)
+end
+
 local function encode_table(t, indent, depth, out)
   local pad_in = indent and ("\n" .. indent:rep(depth + 1)) or ""
   local pad_out = indent and ("\n" .. indent:rep(depth)) or ""
@@ -52,7 +60,7 @@ local function encode_table(t, indent, depth, out)
   out[#out + 1] = "{"
   for i, k in ipairs(keys) do
     if i > 1 then out[#out + 1] = "," end
-    out[#out + 1] = pad_in .. cjson.encode(k) .. colon
+    out[#out + 1] = pad_in .. scalar(k) .. colon
     encode(t[k], indent, depth + 1, out)
   end
   out[#out + 1] = pad_out .. "}"
@@ -62,7 +70,7 @@ encode = function(v, indent, depth, out)
   if type(v) == "table" then
     encode_table(v, indent, depth, out)
   else
-    out[#out + 1] = cjson.encode(v)
+    out[#out + 1] = scalar(v)
   end
 end
 

@@ -155,6 +155,71 @@ function H.mentions(v, needle, seen)
   return false
 end
 
+local Nginx = {}
+Nginx.__index = Nginx
+
+-- start_nginx{ workers = 1, users = { {name, password, perms}... },
+--   extra = 'lua table fields pasted into serve{}' } --> server
+-- Debian's nginx with lua-nginx-module, serving this checkout's LuaJIT build.
+function H.start_nginx(opts)
+  opts = opts or {}
+  local users = require "kfsmtp.users"
+  local dir = H.tmpdir()
+  local n = setmetatable({ dir = dir, store = dir .. "/store.json", users_file = dir .. "/users.json" }, Nginx)
+  for _, u in ipairs(opts.users or {}) do
+    assert(users.add(n.users_file, u[1], u[2], u[3]))
+  end
+  n.port = H.closed_port()
+  local out, ok = H.sh(("sh scripts/nginx-conf.sh %s %d %s %s %d %s"):format(H.q(dir), n.port,
+    H.q(n.store), H.q(n.users_file), opts.workers or 1, H.q(opts.extra or "")))
+  assert(ok, out)
+  out, ok = H.sh(("nginx -p %s -c %s/nginx.conf"):format(H.q(dir), H.q(dir)))
+  assert(ok, out .. (H.read(dir .. "/logs/error.log") or ""))
+  local deadline = H.now_ms() + 10000
+  while true do
+    local c = socket.tcp()
+    c:settimeout(0.2)
+    local connected = c:connect("127.0.0.1", n.port)
+    c:close()
+    if connected then break end
+    assert(H.now_ms() < deadline, "nginx did not start: " .. (H.read(dir .. "/logs/error.log") or ""))
+    H.sleep(0.02)
+  end
+  return n
+end
+
+function Nginx:stop()
+  H.sh(("nginx -p %s -c %s/nginx.conf -s stop"):format(H.q(self.dir), H.q(self.dir)))
+end
+
+function Nginx:logs()
+  return (H.read(self.dir .. "/logs/error.log") or "") .. (H.read(self.dir .. "/logs/access.log") or "")
+end
+
+-- request{ method, path, user = "name:password", headers = {}, body,
+--   content_type, requested_with = true } --> status, body, headers
+function Nginx:request(r)
+  local dir = H.tmpdir()
+  local args = { "curl -s -g -o", H.q(dir .. "/body"), "-D", H.q(dir .. "/headers"),
+    "-w '%{http_code}'", "-X", r.method or "GET" }
+  if r.user then args[#args + 1] = "-u " .. H.q(r.user) end
+  if r.requested_with ~= false then args[#args + 1] = "-H 'X-Keyfactor-Requested-With: APIClient'" end
+  for k, v in pairs(r.headers or {}) do args[#args + 1] = "-H " .. H.q(k .. ": " .. v) end
+  if r.body then
+    H.write(dir .. "/request", r.body)
+    args[#args + 1] = "--data-binary @" .. H.q(dir .. "/request")
+    args[#args + 1] = "-H " .. H.q("Content-Type: " .. (r.content_type or "application/json"))
+  end
+  args[#args + 1] = H.q(("http://127.0.0.1:%d%s"):format(self.port, r.path or "/KeyfactorAPI/SMTP"))
+  local out = H.sh(table.concat(args, " "))
+  local headers = {}
+  for line in (H.read(dir .. "/headers") or ""):gmatch("[^\r\n]+") do
+    local k, v = line:match("^([^:]+):%s*(.*)$")
+    if k then headers[k:lower()] = v end
+  end
+  return tonumber(out:match("(%d%d%d)$")), H.read(dir .. "/body") or "", headers
+end
+
 -- A fresh store path in a fresh folder.
 function H.store_path()
   return H.tmpdir() .. "/store.json"

@@ -1,0 +1,278 @@
+-- Keyfactor Command's SMTP endpoints under nginx + lua-nginx-module:
+--   GET {base}/SMTP, PUT {base}/SMTP, POST {base}/SMTP/Test
+--
+--   location /KeyfactorAPI/ {
+--     content_by_lua_block {
+--       require("kfsmtp.openresty").serve { store = "/var/lib/kfsmtp/profile.json",
+--         users_file = "/etc/kfsmtp/users.json", thread_pool = "kfsmtp" }
+--     }
+--   }
+--
+-- Checks run in this order: path (404), caller (401), X-Keyfactor-Requested-With
+-- (400), API version (400), method (405), permission (403), body type (415),
+-- size (413), syntax (400), fields. Slow or blocking work (PUT's fsync and
+-- lock, the SMTP test, PBKDF2) runs in ngx.run_worker_thread, never on the
+-- event loop. The functions named run_* are what those threads call; they
+-- use no ngx API.
+local kfsmtp = require "kfsmtp"
+local errors = require "kfsmtp.errors"
+local json = kfsmtp.json
+local users = require "kfsmtp.users"
+local cjson = require "cjson.safe"
+
+local _M = { _VERSION = kfsmtp._VERSION }
+
+local MAX_BODY = 64 * 1024
+local JSON_TYPE = "application/json; charset=utf-8"
+
+---------------------------------------------------------------------------
+-- What the worker threads run (a separate Lua VM each: plain data in and out).
+
+-- run_update(store_path, req) --> status, body
+function _M.run_update(store_path, req)
+  local p, err = kfsmtp.open(store_path):update(req)
+  if not p then return err.status, json.encode(errors.body(err)) end
+  return 200, json.encode(p)
+end
+
+-- run_test(store_path, req, opts) --> status, body
+function _M.run_test(store_path, req, opts)
+  local ok, res, err = pcall(kfsmtp.open(store_path).test, kfsmtp.open(store_path), req, opts)
+  if not ok then
+    -- Only a misconfigured handler (bad opts) raises here.
+    return 500, json.encode(errors.body(errors.new("internal", { Message = "kfsmtp handler misconfigured: " .. tostring(res) })))
+  end
+  if not res then return err.status, json.encode(errors.body(err)) end
+  return 200, json.encode(res)
+end
+
+---------------------------------------------------------------------------
+-- Request handling.
+
+local function respond(status, body, headers)
+  ngx.status = status
+  ngx.header["Content-Type"] = JSON_TYPE
+  ngx.header["Cache-Control"] = "no-store"
+  for k, v in pairs(headers or {}) do ngx.header[k] = v end
+  ngx.print(body)
+  return ngx.exit(ngx.HTTP_OK)
+end
+
+local function fail(kind, message, headers)
+  local e = errors.new(kind, { Message = message })
+  return respond(e.status, json.encode(errors.body(e)), headers)
+end
+
+local function in_thread(handler, module, fn, ...)
+  local ok, a, b = ngx.run_worker_thread(handler.thread_pool, module, fn, ...)
+  if not ok then
+    ngx.log(ngx.ERR, "kfsmtp: worker thread failed: ", tostring(a))
+    return nil, a
+  end
+  return a, b
+end
+
+-- Credentials already checked in this worker, keyed by a SHA-1 of the
+-- users file's state, name and password (never the password itself).
+local verified, verified_count = {}, 0
+local VERIFIED_MAX, VERIFIED_TTL = 1024, 300
+
+local function basic_credentials()
+  local h = ngx.var.http_authorization
+  if not h then return nil end
+  local b64 = h:match("^%s*[Bb][Aa][Ss][Ii][Cc]%s+(%S+)%s*$")
+  if not b64 then return nil end
+  local decoded = ngx.decode_base64(b64)
+  if not decoded then return nil end
+  local name, password = decoded:match("^([^:]*):(.*)$")
+  if not name or name == "" then return nil end
+  return { username = name, password = password }
+end
+
+-- permissions set | nil (not authenticated) | false, message (server fault)
+local function authenticate(handler, creds)
+  if handler.authenticate then
+    local perms = handler.authenticate(creds)
+    if not perms then return nil end
+    local set = {}
+    for k, v in pairs(perms) do
+      if type(k) == "number" then set[v] = true else set[k] = v and true or nil end
+    end
+    return set
+  end
+  if not handler.users_file or not creds then return nil end
+  local list, why = users.load(handler.users_file)
+  if not list then return false, why end
+  local user = list[creds.username:lower()]
+  if not user then return nil end
+  local key = ngx.sha1_bin(handler.users_file .. "\0" .. user.hash .. "\0" .. creds.username .. "\0" .. creds.password)
+  local hit = verified[key]
+  local now = ngx.now()
+  if hit and hit > now then return user.permissions end
+  local ok = in_thread(handler, "kfsmtp.users", "verify", creds.password, user.hash)
+  if not ok then return nil end
+  if verified_count >= VERIFIED_MAX then verified, verified_count = {}, 0 end
+  verified[key] = now + VERIFIED_TTL
+  verified_count = verified_count + 1
+  return user.permissions
+end
+
+local function read_body(handler)
+  local len = tonumber(ngx.var.http_content_length)
+  if len and len > handler.max_body then return nil, "too_large" end
+  ngx.req.read_body()
+  local data = ngx.req.get_body_data()
+  if not data then
+    -- A body larger than client_body_buffer_size lands in a file.
+    local path = ngx.req.get_body_file()
+    if path then
+      local f = io.open(path, "rb")
+      data = f and f:read(handler.max_body + 1) or ""
+      if f then f:close() end
+    end
+  end
+  data = data or ""
+  if #data > handler.max_body then return nil, "too_large" end
+  return data
+end
+
+local function parse_body(handler)
+  local ctype = (ngx.var.content_type or ""):lower():match("^%s*([^;%s]+)") or ""
+  if ctype ~= "application/json" and ctype ~= "application/x-www-form-urlencoded" then
+    return nil, fail("media_type", ("Content-Type %q is not supported: send application/json or application/x-www-form-urlencoded."):format(ctype))
+  end
+  local data, why = read_body(handler)
+  if not data then
+    return nil, fail(why, ("The request body is larger than %d bytes."):format(handler.max_body))
+  end
+  local req = {}
+  if ctype == "application/json" then
+    local doc, err = cjson.decode(data)
+    if type(doc) ~= "table" or (next(doc) ~= nil and #doc > 0) then
+      return nil, fail("bad_json", doc == nil and ("The body is not valid JSON: " .. tostring(err) .. ".")
+        or "The body must be a JSON object with the SMTP fields.")
+    end
+    for k, v in pairs(doc) do
+      if v ~= cjson.null then req[k] = v end
+    end
+  else
+    local args = ngx.decode_args(data, 0)
+    for k, v in pairs(args) do
+      if type(v) == "table" then
+        local e = errors.field(k, ("%s is given more than once in the form: send it once."):format(k), "ambiguous_field")
+        return nil, respond(e.status, json.encode(errors.body(e)))
+      end
+      req[k] = v == true and "" or v
+    end
+  end
+  return req
+end
+
+local ROUTES = {
+  ["/smtp"] = { name = "smtp", allow = "GET, PUT", methods = { GET = users.READ, PUT = users.MODIFY } },
+  ["/smtp/test"] = { name = "test", allow = "POST", methods = { POST = users.MODIFY } },
+}
+
+local Handler = {}
+Handler.__index = Handler
+
+function Handler:handle()
+  local uri = ngx.var.uri
+  local base = self.base
+  if uri:sub(1, #base):lower() ~= base:lower() then
+    return fail("not_found", "No such resource: the SMTP endpoints are " .. base .. "/SMTP and " .. base .. "/SMTP/Test.")
+  end
+  local route = ROUTES[uri:sub(#base + 1):lower():gsub("/$", "")]
+  if not route then
+    return fail("not_found", "No such resource: the SMTP endpoints are " .. base .. "/SMTP and " .. base .. "/SMTP/Test.")
+  end
+
+  local perms, why = authenticate(self, basic_credentials())
+  if perms == false then
+    ngx.log(ngx.ERR, "kfsmtp: ", why)
+    return fail("internal", "The server's users file cannot be read; the administrator must fix it (see the server's error log).")
+  end
+  if not perms then
+    return fail("unauthenticated", "Authentication is required: send HTTP Basic credentials (DOMAIN\\user:password) of a configured user.",
+      { ["WWW-Authenticate"] = ('Basic realm="%s", charset="UTF-8"'):format(self.realm) })
+  end
+
+  local headers = ngx.req.get_headers()
+  if not headers["x-keyfactor-requested-with"] then
+    return fail("missing_header", "The header X-Keyfactor-Requested-With is required (e.g. X-Keyfactor-Requested-With: APIClient).")
+  end
+  local version = headers["x-keyfactor-api-version"]
+  if type(version) == "table" then version = version[1] end
+  if version and version ~= "1" and version ~= "1.0" then
+    return fail("bad_api_version", ("x-keyfactor-api-version %q is not supported for the SMTP endpoints: use 1."):format(version))
+  end
+
+  local method = ngx.req.get_method()
+  local needed = route.methods[method]
+  if not needed then
+    return fail("bad_method", ("%s is not allowed here: use %s."):format(method, route.allow), { Allow = route.allow })
+  end
+  if not perms[needed] then
+    return fail("forbidden", ("The permission %s is required for %s %s."):format(needed, method, uri))
+  end
+
+  if method == "GET" then
+    local p, err = kfsmtp.open(self.store):get()
+    if not p then
+      ngx.log(ngx.ERR, "kfsmtp: ", err.Message)
+      return respond(err.status, json.encode(errors.body(err)))
+    end
+    return respond(200, json.encode(p))
+  end
+
+  local req, done = parse_body(self)
+  if not req then return done end
+  local status, body
+  if route.name == "smtp" then
+    status, body = in_thread(self, "kfsmtp.openresty", "run_update", self.store, req)
+  else
+    status, body = in_thread(self, "kfsmtp.openresty", "run_test", self.store, req, self.test_options)
+  end
+  if not status then
+    return fail("internal", "The request could not be run (see the server's error log).")
+  end
+  return respond(status, body)
+end
+
+local OPTION_KEYS = { "connect_timeout_ms", "timeout_ms", "tls_verify", "ca_file", "helo", "pinned_pubkey" }
+
+-- new(opts) --> handler. opts: store, users_file or authenticate, base,
+-- thread_pool, realm, max_body, and the test options of kfsmtp.test
+-- (connect_timeout_ms, timeout_ms, tls_verify, ca_file, helo, pinned_pubkey).
+function _M.new(opts)
+  opts = opts or {}
+  if type(opts) ~= "table" then error("kfsmtp.openresty: opts must be a table", 2) end
+  local h = setmetatable({
+    store = opts.store or kfsmtp.default_store_path(),
+    users_file = opts.users_file,
+    authenticate = opts.authenticate,
+    base = (opts.base or "/KeyfactorAPI"):gsub("/$", ""),
+    thread_pool = opts.thread_pool or "kfsmtp",
+    realm = opts.realm or "Keyfactor Command",
+    max_body = opts.max_body or MAX_BODY,
+    test_options = {},
+  }, Handler)
+  if h.authenticate ~= nil and type(h.authenticate) ~= "function" then
+    error("kfsmtp.openresty: authenticate must be a function", 2)
+  end
+  for _, k in ipairs(OPTION_KEYS) do h.test_options[k] = opts[k] end
+  return h
+end
+
+-- serve(opts): handle the current request (content_by_lua*).
+function _M.serve(opts)
+  return _M.new(opts):handle()
+end
+
+-- For `error_page 413 = @kfsmtp_too_large`: nginx's own limit
+-- (client_max_body_size) answered with the API's JSON instead of HTML.
+function _M.too_large()
+  return fail("too_large", ("The request body is larger than %d bytes."):format(MAX_BODY))
+end
+
+return _M

@@ -1,0 +1,66 @@
+#!/bin/sh
+# Writes DIR/nginx.conf for serving kfsmtp's API from this checkout with
+# Debian's nginx and lua-nginx-module. Used by `make serve` and the specs.
+# usage: nginx-conf.sh DIR PORT STORE USERS_FILE [WORKERS] [EXTRA_LUA_OPTIONS]
+#   EXTRA_LUA_OPTIONS is pasted into the serve{} table, e.g. 'ca_file = "/x/ca.pem",'
+set -eu
+dir=$1 port=$2 store=$3 users=$4 workers=${5:-2} extra=${6:-}
+root=$(cd "$(dirname "$0")/.." && pwd)
+mkdir -p "$dir/logs" "$dir/tmp"
+# As root the workers would otherwise drop to nobody, who cannot reach
+# these private folders: this is a local server, so they stay root.
+user_line=""
+[ "$(id -u)" -eq 0 ] && user_line="user root root;"
+cat > "$dir/nginx.conf" <<CONF
+load_module /usr/lib/nginx/modules/ndk_http_module.so;
+load_module /usr/lib/nginx/modules/ngx_http_lua_module.so;
+$user_line
+worker_processes $workers;
+pid $dir/logs/nginx.pid;
+error_log $dir/logs/error.log warn;
+daemon on;
+# SMTP tests and store writes run here, off the event loop.
+thread_pool kfsmtp threads=16 max_queue=256;
+
+events { worker_connections 512; }
+
+http {
+  access_log $dir/logs/access.log;
+  client_body_temp_path $dir/tmp/body;
+  proxy_temp_path $dir/tmp/proxy;
+  fastcgi_temp_path $dir/tmp/fastcgi;
+  uwsgi_temp_path $dir/tmp/uwsgi;
+  scgi_temp_path $dir/tmp/scgi;
+  lua_package_path "$root/lua/?.lua;;";
+  lua_package_cpath "$root/build/luajit/?.so;;";
+  init_by_lua_block { require "kfsmtp.openresty" }
+
+  server {
+    listen 127.0.0.1:$port;
+    # kfsmtp answers bodies over 64 KiB itself (413 with a JSON body);
+    # nginx's own limit sits above it, and its page is replaced too.
+    client_max_body_size 1m;
+    client_body_buffer_size 128k;
+    error_page 413 = @kfsmtp_too_large;
+
+    location /KeyfactorAPI/ {
+      content_by_lua_block {
+        require("kfsmtp.openresty").serve {
+          store = "$store",
+          users_file = "$users",
+          thread_pool = "kfsmtp",
+          $extra
+        }
+      }
+    }
+    location @kfsmtp_too_large {
+      content_by_lua_block { require("kfsmtp.openresty").too_large() }
+    }
+    # The same JSON as GET /SMTP of an empty store, for benchmarks.
+    location = /static-smtp {
+      default_type "application/json; charset=utf-8";
+      return 200 '{"Host":"","Id":1,"Port":25,"RelayAuthenticationType":0,"RelayUsername":"","SenderAccount":"","SenderAddress":"","SenderName":"","UseSSL":false}';
+    }
+  }
+}
+CONF

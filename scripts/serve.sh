@@ -1,0 +1,74 @@
+#!/bin/sh
+# `make serve`: the HTTP API on 127.0.0.1:$PORT (default 8080) with nginx +
+# lua-nginx-module, the working tree's store (./kfsmtp-store.json, shared
+# with bin/kfsmtp), a first administrator, and a loopback capture SMTP server
+# to try POST /SMTP/Test against. Runs until Ctrl-C.
+set -eu
+cd "$(dirname "$0")/.."
+PORT=${PORT:-8080}
+run=$PWD/serve-run
+store=$PWD/kfsmtp-store.json
+if [ -f "$run/logs/nginx.pid" ]; then
+  nginx -p "$run" -c "$run/nginx.conf" -s stop 2>/dev/null || true
+  sleep 0.3
+fi
+rm -rf "$run"
+mkdir -p "$run/smtp"
+
+/usr/bin/python3 spec/support/smtpd.py --dir "$run/smtp" --mode plain > "$run/smtp.log" 2>&1 &
+smtp_pid=$!
+cleanup() {
+  nginx -p "$run" -c "$run/nginx.conf" -s stop 2>/dev/null || true
+  kill "$smtp_pid" 2>/dev/null || true
+}
+trap cleanup EXIT
+trap 'exit 0' INT TERM
+i=0
+while [ ! -f "$run/smtp/port" ]; do
+  i=$((i + 1)); [ $i -lt 250 ] || { cat "$run/smtp.log"; exit 1; }
+  sleep 0.02
+done
+smtp_port=$(cat "$run/smtp/port")
+
+generated=""
+if [ -z "${KFSMTP_ADMIN_PASSWORD:-}" ]; then
+  KFSMTP_ADMIN_PASSWORD=$(openssl rand -base64 18 | tr -d '/+=' | cut -c1-20)
+  generated=1
+fi
+KFSMTP_USER_PASSWORD=$KFSMTP_ADMIN_PASSWORD bin/kfsmtp user-add admin \
+  --users-file "$run/users.json" --permissions all > /dev/null
+
+sh scripts/nginx-conf.sh "$run" "$PORT" "$store" "$run/users.json" 2
+nginx -p "$run" -c "$run/nginx.conf"
+
+base="http://127.0.0.1:$PORT/KeyfactorAPI"
+cat <<MSG
+kfsmtp API on $base (nginx, 2 workers; logs in serve-run/logs/)
+store: $store   users: serve-run/users.json   capture SMTP server: 127.0.0.1:$smtp_port
+MSG
+if [ -n "$generated" ]; then
+  echo "administrator: admin / $KFSMTP_ADMIN_PASSWORD   (generated, shown once; set KFSMTP_ADMIN_PASSWORD to choose it)"
+else
+  echo "administrator: admin / (the password in KFSMTP_ADMIN_PASSWORD)"
+fi
+cat <<MSG
+
+Try (paste into another shell):
+
+  export KF_AUTH='admin:$( [ -n "$generated" ] && echo "$KFSMTP_ADMIN_PASSWORD" || echo '<password>')'
+  curl -s -u "\$KF_AUTH" -H 'X-Keyfactor-Requested-With: APIClient' $base/SMTP
+  curl -s -u "\$KF_AUTH" -H 'X-Keyfactor-Requested-With: APIClient' -H 'Content-Type: application/json' \\
+       -X PUT $base/SMTP \\
+       -d '{"Host":"127.0.0.1","Port":$smtp_port,"UseSSL":false,"SenderAccount":"keyfactor@example.com","SenderName":"Keyfactor Command"}'
+  curl -s -u "\$KF_AUTH" -H 'X-Keyfactor-Requested-With: APIClient' -H 'Content-Type: application/json' \\
+       -X POST $base/SMTP/Test \\
+       -d '{"Host":"127.0.0.1","Port":$smtp_port,"UseSSL":false,"SenderAccount":"keyfactor@example.com","TestRecipient":"ops@example.com"}'
+
+Captured test messages land in serve-run/smtp/. Add callers with:
+  KFSMTP_USER_PASSWORD=... bin/kfsmtp user-add 'CORP\\alice' --users-file serve-run/users.json --permissions read
+
+Press Ctrl-C to stop.
+MSG
+while [ -f "$run/logs/nginx.pid" ] && kill -0 "$(cat "$run/logs/nginx.pid")" 2>/dev/null; do
+  sleep 1
+done
