@@ -33,7 +33,7 @@ HDR = $(wildcard csrc/*.h)
 OBJ = $(patsubst csrc/%.c,$(BUILD)/obj/%.o,$(SRC))
 MODULE = $(BUILD)/kfsmtp/core.so
 
-.PHONY: all luajit both clang rock check test deps demo serve install uninstall clean
+.PHONY: all luajit both clang rock check check-asan fuzz test deps demo serve install uninstall clean
 
 all: $(MODULE)
 
@@ -68,6 +68,20 @@ rock:
 	rm -rf csrc/*.o kfsmtp  # luarocks' builtin backend builds in the source tree
 	LUA_PATH='build/rocktree/share/lua/5.4/?.lua;;' LUA_CPATH='build/rocktree/lib/lua/5.4/?.so;;' \
 	  lua5.4 -e 'local k = require "kfsmtp"; assert(k.get({store = "build/rock-store.json"})); print("luarocks build: " .. k._VERSION)'
+
+# The whole suite (Lua 5.4) against a module built with AddressSanitizer and
+# UndefinedBehaviorSanitizer; any report aborts the spec that caused it.
+# Leaks are valgrind's job (spec/memcheck_spec.lua) and the fuzzers'.
+ASAN_BUILD = build/asan
+ASAN_RUNTIME = $(shell $(CC) -print-file-name=libasan.so)
+check-asan:
+	$(MAKE) LUA=luajit
+	$(MAKE) LUA=lua5.4 BUILD=$(ASAN_BUILD) OPT="-O1 -g" \
+	  SAN_FLAGS="-fsanitize=address,undefined -fno-sanitize-recover=all -fno-omit-frame-pointer"
+	KFSMTP_BUILD=$(ASAN_BUILD) LD_PRELOAD=$(ASAN_RUNTIME) \
+	  ASAN_OPTIONS=detect_leaks=0:abort_on_error=1:verify_asan_link_order=0 \
+	  UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
+	  SPECS=spec ONLY=lua5.4 sh scripts/check.sh
 
 # Installs the Debian packages the build, the specs and the demo need
 # (only those missing, so it is quick and offline once done).

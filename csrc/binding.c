@@ -361,6 +361,13 @@ static int bind_store_write(lua_State *L) {
     return 1;
 }
 
+static int bind_store_sweep(lua_State *L) {
+    int rc = kf_store_sweep(luaL_checkstring(L, 1));
+    if (rc < 0) return bind_fail(L, "cannot list the store's folder", -rc);
+    lua_pushinteger(L, rc);
+    return 1;
+}
+
 static int bind_lock_release(lua_State *L) {
     int *fd = luaL_checkudata(L, 1, BIND_LOCK_MT);
     if (*fd >= 0) { close(*fd); *fd = -1; }
@@ -431,6 +438,7 @@ static const luaL_Reg bind_functions[] = {
     {"store_stat", bind_store_stat},
     {"store_write", bind_store_write},
     {"store_lock", bind_store_lock},
+    {"store_sweep", bind_store_sweep},
     {"hostname", bind_hostname},
     {"password_hash", bind_password_hash},
     {"password_verify", bind_password_verify},

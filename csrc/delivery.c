@@ -40,6 +40,7 @@ static void dlv_reset(kf_delivery *d) {
     d->commands_sent = d->server_spoke = d->auth_sent = 0;
     d->body_bytes = d->body_noted = 0;
     d->credentials = d->aborted_no_auth = d->mail_sent = d->quit_sent = 0;
+    d->tls_activity = 0;
     d->auth_mechanism[0] = '\0';
     d->t_starttls = d->t_tls_done = d->t_auth = d->t_mail = d->t_final = 0;
     d->connect_us = d->appconnect_us = d->total_us = d->os_errno = 0;
@@ -207,7 +208,11 @@ static void dlv_client_line(kf_delivery *d, const char *line, size_t n) {
 static void dlv_server_line(kf_delivery *d, const char *line, size_t n) {
     d->server_spoke = 1;
     if (d->body_bytes && !d->body_noted) {
+        /* The first line after the message body answers the body, not
+         * DATA: the reply starts afresh as it does after a command. */
         d->body_noted = 1;
+        d->reply.len = 0;
+        if (d->reply.data) d->reply.data[0] = '\0';
         if (d->transcript_on)
             kf_buf_printf(&d->transcript, "%sC: [message, %d bytes, then .]",
                           d->transcript.len ? "\n" : "", d->body_bytes);
@@ -255,6 +260,12 @@ static int dlv_debug(CURL *h, curl_infotype type, char *data, size_t size,
         break;
     case CURLINFO_DATA_OUT:
         d->body_bytes += (int)size;
+        break;
+    case CURLINFO_SSL_DATA_OUT:
+    case CURLINFO_SSL_DATA_IN:
+        /* TLS records prove a TCP connection even where libcurl records
+         * its connect time only once TLS is up (implicit TLS). */
+        d->tls_activity = 1;
         break;
     default:
         break;
@@ -389,7 +400,7 @@ enum kf_stage kf_delivery_failed_stage(const kf_delivery *d,
     default:
         break;
     }
-    if (d->connect_us == 0 && !d->server_spoke) return KF_STAGE_CONNECT;
+    if (d->connect_us == 0 && !d->server_spoke && !d->tls_activity) return KF_STAGE_CONNECT;
     if (!d->server_spoke)
         return implicit && d->appconnect_us == 0 ? KF_STAGE_TLS : KF_STAGE_GREETING;
     if (d->commands_sent == 0) return KF_STAGE_GREETING;

@@ -3,6 +3,7 @@
  * the old or the new profile; writers serialise on flock(2) of a lock file
  * next to the store, which also works between threads of one process (each
  * takes its own open file description), as nginx worker threads need. */
+#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <stdio.h>
@@ -135,4 +136,31 @@ int kf_store_lock(const char *path) {
         if (errno != EINTR) { int e = errno; close(fd); return -e; }
     }
     return fd;
+}
+
+int kf_store_sweep(const char *path) {
+    const char *slash = strrchr(path, '/');
+    const char *base = slash ? slash + 1 : path;
+    size_t base_len = strlen(base), dir_len = slash ? (size_t)(slash - path) : 0;
+    char *dir = malloc(dir_len + 2);
+    DIR *d;
+    struct dirent *e;
+    int removed = 0;
+    if (!dir) return -ENOMEM;
+    if (slash == path) strcpy(dir, "/");
+    else if (slash) { memcpy(dir, path, dir_len); dir[dir_len] = '\0'; }
+    else strcpy(dir, ".");
+    d = opendir(dir);
+    if (!d) { int rc = -errno; free(dir); return rc; }
+    /* Names are <base>.tmp.XXXXXX, exactly as kf_store_write makes them. */
+    while ((e = readdir(d)) != NULL) {
+        const char *n = e->d_name;
+        if (strlen(n) == base_len + 11 && strncmp(n, base, base_len) == 0 &&
+            strncmp(n + base_len, ".tmp.", 5) == 0 &&
+            unlinkat(dirfd(d), n, 0) == 0)
+            removed++;
+    }
+    closedir(d);
+    free(dir);
+    return removed;
 }

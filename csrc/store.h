@@ -19,4 +19,9 @@ KF_HIDDEN int kf_store_write(const char *path, const char *data, size_t len,
  * descriptor or -errno. Closing the descriptor releases it. */
 KF_HIDDEN int kf_store_lock(const char *path);
 
+/* Removes temporary files a killed writer left next to the store. Call it
+ * only while holding the lock: then no live writer owns one. Returns the
+ * number removed or -errno. */
+KF_HIDDEN int kf_store_sweep(const char *path);
+
 #endif

@@ -366,6 +366,9 @@ function Store:update(req)
     end
   end
   local record = record_of(t)
+  -- Under the lock no live writer owns a temporary file: any left is a
+  -- killed writer's.
+  core.store_sweep(self.path)
   local ok
   ok, why = core.store_write(self.path, json.encode(record, true) .. "\n")
   if not ok then

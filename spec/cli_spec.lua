@@ -9,8 +9,8 @@ local SECRET = "cli-Secret-9931"
 local function run(args, env)
   local dir = H.tmpdir()
   local cmd = ("%s %s bin/kfsmtp %s > %s/out 2> %s/err; echo $? > %s/rc"):format(
-    env or "", H.lua, args, dir, dir, dir)
-  os.execute(cmd)
+    env or "", H.lua_run, args, dir, dir, dir)
+  H.exec(cmd)
   return H.read(dir .. "/out"), H.read(dir .. "/err"), tonumber(H.read(dir .. "/rc"))
 end
 

@@ -45,11 +45,11 @@ describe("get()", function()
     local updated = assert(kfsmtp.open(path):update(sent))
     -- A second process decodes the file with lua-cjson (floats) and must
     -- still hand out integers.
-    local code = ([[package.path="lua/?.lua;"..package.path; package.cpath="build/%s/?.so;"..package.cpath
+    local code = ([[package.path="lua/?.lua;"..package.path; package.cpath="%s/?.so;"..package.cpath
       local p = require("kfsmtp").open(%q):get()
       io.write(require("kfsmtp.json").encode(p), " ", tostring(math.type and math.type(p.Port) or "n/a"),
-        " ", tostring(math.type and math.type(p.Id) or "n/a"), " ", tostring(math.type and math.type(p.RelayAuthenticationType) or "n/a"))]]):format(H.lua, path)
-    local out, ok = H.sh(H.lua .. " -e " .. H.q(code))
+        " ", tostring(math.type and math.type(p.Id) or "n/a"), " ", tostring(math.type and math.type(p.RelayAuthenticationType) or "n/a"))]]):format(H.build, path)
+    local out, ok = H.sh(H.lua_run .. " -e " .. H.q(code))
     assert(ok, out)
     local doc, t1, t2, t3 = out:match("^(%b{}) (%S+) (%S+) (%S+)")
     local fresh = cjson.decode(doc)

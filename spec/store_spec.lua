@@ -42,7 +42,7 @@ describe("the store", function()
 
   it("is written 0600 even under umask 000", function()
     local path = H.store_path()
-    local out, ok = H.sh(("umask 000 && %s spec/support/writer.lua %s 1 1"):format(H.lua, H.q(path)))
+    local out, ok = H.sh(("umask 000 && %s spec/support/writer.lua %s 1 1"):format(H.lua_run, H.q(path)))
     assert(ok, out)
     assert.are.equal("600", (H.sh("stat -c %a " .. H.q(path)):gsub("%s+$", "")))
     assert.are.equal("600", (H.sh("stat -c %a " .. H.q(path .. ".lock")):gsub("%s+$", "")))
@@ -52,7 +52,7 @@ describe("the store", function()
     local path = H.store_path()
     local cmds = {}
     for id = 1, 8 do
-      cmds[#cmds + 1] = ("%s spec/support/writer.lua %s %d 25 &"):format(H.lua, H.q(path), id)
+      cmds[#cmds + 1] = ("%s spec/support/writer.lua %s %d 25 &"):format(H.lua_run, H.q(path), id)
     end
     local out, ok = H.sh(table.concat(cmds, " ") .. " wait")
     assert(ok, out)
@@ -101,7 +101,7 @@ describe("the store", function()
     local reads = store.reads
     for _ = 1, 200 do assert(store:get()) end
     assert.are.equal(reads, store.reads)
-    local out, ok = H.sh(("%s spec/support/writer.lua %s 3 1"):format(H.lua, H.q(path)))
+    local out, ok = H.sh(("%s spec/support/writer.lua %s 3 1"):format(H.lua_run, H.q(path)))
     assert(ok, out)
     assert.are.equal("writer3.example.com", store:get().Host)
     assert.are.equal(reads + 1, store.reads)
@@ -109,8 +109,8 @@ describe("the store", function()
 
   it("comes from KFSMTP_STORE or configure{store=}", function()
     local path = H.store_path()
-    local out, ok = H.sh(("KFSMTP_STORE=%s %s -e %s"):format(H.q(path), H.lua, H.q(
-      [[package.path="lua/?.lua;"..package.path; package.cpath="build/]] .. H.lua ..
+    local out, ok = H.sh(("KFSMTP_STORE=%s %s -e %s"):format(H.q(path), H.lua_run, H.q(
+      [[package.path="lua/?.lua;"..package.path; package.cpath="]] .. H.build ..
       [[/?.so;"..package.cpath; local k=require"kfsmtp"; assert(k.update{Host="env.example.com",SenderAccount="a@example.com"})]])))
     assert(ok, out)
     assert.are.equal("env.example.com", cjson.decode(H.read(path)).Host)

@@ -127,6 +127,10 @@ function _M.from_delivery(r, ctx)
   local code, enhanced, reply = parse_reply(r.reply)
   local detail = r.curl_error
   local kind, msg
+  -- libcurl runs greeting, TLS, EHLO and AUTH inside its connect phase, so
+  -- the shorter of the two timeouts bounds them.
+  local phase_ms = ({ greeting = true, tls = true, ehlo = true, auth = true })[stage]
+    and math.min(ctx.connect_timeout_ms, ctx.timeout_ms) or ctx.timeout_ms
 
   if stage == "resolve" then
     kind = "resolve"
@@ -142,7 +146,7 @@ function _M.from_delivery(r, ctx)
   elseif stage == "greeting" then
     if timed_out or not code then
       kind = timed_out and "greeting_timeout" or "greeting"
-      msg = ("%s accepted the connection but sent no SMTP greeting%s."):format(where(ctx), timed_out and (" within " .. secs(ctx.connect_timeout_ms)) or "")
+      msg = ("%s accepted the connection but sent no SMTP greeting%s."):format(where(ctx), timed_out and (" within " .. secs(phase_ms)) or "")
       if ctx.tls_mode ~= "implicit" then
         msg = msg .. " If this port expects implicit TLS (usually port 465), set UseSSL to true (or tls_mode = \"implicit\")."
       else
@@ -176,7 +180,7 @@ function _M.from_delivery(r, ctx)
       end
     elseif timed_out then
       kind = "tls_timeout"
-      msg = ("The TLS handshake with %s did not finish within %s."):format(where(ctx), secs(ctx.timeout_ms))
+      msg = ("The TLS handshake with %s did not finish within %s."):format(where(ctx), secs(phase_ms))
       if ctx.tls_mode == "implicit" then
         msg = msg .. " If the port speaks plain SMTP or STARTTLS (usually 25 or 587), set UseSSL accordingly or tls_mode = \"starttls\"."
       end
@@ -209,7 +213,7 @@ function _M.from_delivery(r, ctx)
       msg = ("The server at %s offers no authentication mechanism kfsmtp can use (offered: %s)."):format(where(ctx), offered ~= "" and offered or "none")
     elseif timed_out then
       kind = "timeout"
-      msg = ("The server at %s did not answer the authentication within %s."):format(where(ctx), secs(ctx.timeout_ms))
+      msg = ("The server at %s did not answer the authentication within %s."):format(where(ctx), secs(phase_ms))
     else
       kind = "auth"
       msg = ("The server at %s rejected the credentials%s: check RelayUsername (DOMAIN\\user form if the server expects it) and RelayPassword.%s"):format(where(ctx), reply and (" (" .. reply .. ")") or "", hint_for_enhanced(enhanced))
@@ -225,7 +229,7 @@ function _M.from_delivery(r, ctx)
     msg = ("The server did not accept the message%s."):format(reply and (": " .. reply) or (" (" .. detail .. ")"))
   end
   if timed_out and kind == "timeout" then
-    msg = ("Timed out at stage %s after %s (timeout_ms). %s"):format(stage, secs(ctx.timeout_ms), msg)
+    msg = ("Timed out at stage %s after %s. %s"):format(stage, secs(phase_ms), msg)
   end
   return _M.new(kind, {
     stage = stage,

@@ -6,11 +6,28 @@ local H = {}
 
 H.lua = (type(jit) == "table") and "luajit" or "lua" .. _VERSION:match("%d+%.%d+")
 H.python = "/usr/bin/python3" -- Debian's, which has aiosmtpd
+H.build = os.getenv("KFSMTP_BUILD") or ("build/" .. H.lua)
+-- make check-asan preloads the sanitizer runtime into busted. Programs that
+-- do not load our module must run without it (nginx and ps hang under it),
+-- so every command drops it, and Lua processes that load the module get it
+-- back through H.lua_run.
+local preload = os.getenv("LD_PRELOAD")
+H.plain = "env -u LD_PRELOAD "
+H.lua_run = preload and ("env LD_PRELOAD=" .. preload .. " " .. H.lua) or H.lua
+
+local function unpreloaded(cmd)
+  if not preload then return cmd end
+  return "env -u LD_PRELOAD sh -c '" .. cmd:gsub("'", "'\\''") .. "'"
+end
+
+function H.exec(cmd)
+  return os.execute(unpreloaded(cmd))
+end
 
 function H.now_ms() return socket.gettime() * 1000 end
 
 function H.sh(cmd)
-  local p = assert(io.popen(cmd .. " 2>&1"))
+  local p = assert(io.popen(unpreloaded(cmd .. " 2>&1")))
   local out = p:read("*a")
   local ok, _, code = p:close()
   if type(ok) == "number" then code = ok; ok = code == 0 end -- LuaJIT
@@ -53,7 +70,7 @@ local cert_dir
 function H.certs()
   if not cert_dir then
     cert_dir = H.tmpdir()
-    local out, ok = H.sh("sh spec/support/certs.sh " .. H.q(cert_dir))
+    local out, ok = H.sh(H.plain .. "sh spec/support/certs.sh " .. H.q(cert_dir))
     assert(ok, "certs.sh failed: " .. out)
   end
   return {
@@ -73,7 +90,7 @@ Server.__index = Server
 function H.start_smtp(opts)
   opts = opts or {}
   local dir = H.tmpdir()
-  local args = { H.python, "spec/support/smtpd.py", "--dir", H.q(dir),
+  local args = { H.plain .. H.python, "spec/support/smtpd.py", "--dir", H.q(dir),
     "--mode", opts.mode or "plain", "--behaviour", opts.behaviour or "normal" }
   if (opts.mode or "plain") ~= "plain" or opts.cert then
     local c = H.certs()
@@ -85,7 +102,7 @@ function H.start_smtp(opts)
   if opts.auth_required then args[#args + 1] = "--auth-required" end
   if opts.auth_plaintext then args[#args + 1] = "--auth-plaintext" end
   if opts.require_tls then args[#args + 1] = "--require-tls" end
-  os.execute(table.concat(args, " ") .. " > " .. H.q(dir .. "/log") .. " 2>&1 &")
+  H.exec(table.concat(args, " ") .. " > " .. H.q(dir .. "/log") .. " 2>&1 &")
   local deadline = H.now_ms() + 15000
   while not H.exists(dir .. "/port") do
     assert(H.now_ms() < deadline, "smtpd.py did not start: " .. (H.read(dir .. "/log") or ""))
@@ -114,14 +131,14 @@ end
 
 function Server:stop()
   if self.pid then
-    os.execute("kill " .. self.pid .. " 2>/dev/null")
+    H.exec("kill " .. self.pid .. " 2>/dev/null")
     self.pid = nil
   end
 end
 
 -- A loopback port with nothing listening on it.
 function H.closed_port()
-  local out = H.sh(H.python .. [[ -c "import socket; s=socket.socket(); s.bind(('127.0.0.1',0)); print(s.getsockname()[1]); s.close()"]])
+  local out = H.sh(H.plain .. H.python .. [[ -c "import socket; s=socket.socket(); s.bind(('127.0.0.1',0)); print(s.getsockname()[1]); s.close()"]])
   return tonumber(out:match("%d+"))
 end
 
@@ -173,7 +190,7 @@ function H.start_nginx(opts)
   local out, ok = H.sh(("sh scripts/nginx-conf.sh %s %d %s %s %d %s"):format(H.q(dir), n.port,
     H.q(n.store), H.q(n.users_file), opts.workers or 1, H.q(opts.extra or "")))
   assert(ok, out)
-  out, ok = H.sh(("nginx -p %s -c %s/nginx.conf"):format(H.q(dir), H.q(dir)))
+  out, ok = H.sh((H.plain .. "nginx -p %s -c %s/nginx.conf"):format(H.q(dir), H.q(dir)))
   assert(ok, out .. (H.read(dir .. "/logs/error.log") or ""))
   local deadline = H.now_ms() + 10000
   while true do
@@ -189,7 +206,7 @@ function H.start_nginx(opts)
 end
 
 function Nginx:stop()
-  H.sh(("nginx -p %s -c %s/nginx.conf -s stop"):format(H.q(self.dir), H.q(self.dir)))
+  H.sh((H.plain .. "nginx -p %s -c %s/nginx.conf -s stop"):format(H.q(self.dir), H.q(self.dir)))
 end
 
 function Nginx:logs()
@@ -200,7 +217,7 @@ end
 --   content_type, requested_with = true } --> status, body, headers
 function Nginx:request(r)
   local dir = H.tmpdir()
-  local args = { "curl -s -g -o", H.q(dir .. "/body"), "-D", H.q(dir .. "/headers"),
+  local args = { H.plain .. "curl -s -g -o", H.q(dir .. "/body"), "-D", H.q(dir .. "/headers"),
     "-w '%{http_code}'", "-X", r.method or "GET" }
   if r.user then args[#args + 1] = "-u " .. H.q(r.user) end
   if r.requested_with ~= false then args[#args + 1] = "-H 'X-Keyfactor-Requested-With: APIClient'" end

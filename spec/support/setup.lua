@@ -2,4 +2,5 @@
 -- checkout, built for the interpreter that runs the specs.
 local build = (type(jit) == "table") and "luajit" or "lua" .. _VERSION:match("%d+%.%d+")
 package.path = "lua/?.lua;spec/support/?.lua;" .. package.path
-package.cpath = "build/" .. build .. "/?.so;" .. package.cpath
+-- KFSMTP_BUILD names another build of the module (make check-asan).
+package.cpath = (os.getenv("KFSMTP_BUILD") or ("build/" .. build)) .. "/?.so;" .. package.cpath

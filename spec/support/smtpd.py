@@ -6,7 +6,7 @@ Run with Debian's interpreter, which has aiosmtpd:
   /usr/bin/python3 spec/support/smtpd.py --dir DIR [--host H] [--port N]
       [--mode plain|starttls|implicit] [--cert FILE --key FILE] [--require-tls]
       [--auth USER:PASSWORD] [--auth-required] [--auth-plaintext]
-      [--behaviour normal|silent|greet421] [--debug]
+      [--behaviour BEHAVIOUR] [--debug]
 
 Files in DIR:
   pid           this process's pid (written before port)
@@ -21,6 +21,42 @@ Files in DIR:
 
 In normal behaviour a sender whose local part is "blocked" is refused at MAIL
 (553), a recipient whose local part is "nobody" at RCPT (550).
+
+--behaviour selects one deliberate fault per run (pid and port are written as
+usual in every case; client disconnects never stop the server; SIGTERM does):
+
+  normal                normal SMTP session
+  silent                accept the connection, never say anything
+  greet421              greet with 421 and close (over TLS in implicit mode)
+  close_after_greeting  greet "220 HOSTNAME ESMTP" and close at once (over TLS
+                        in implicit mode)
+  data554               normal session, but DATA itself (after the usual
+                        HELO/AUTH/RCPT checks) is answered
+                        "554 5.6.0 Message rejected: content refused"
+  reject_after_data     DATA gets 354 and the message is read, then the final
+                        dot is answered "554 5.7.1 Message rejected as spam";
+                        no msg-N files are written
+  drop_mid_data         DATA gets 354; the connection is closed as soon as the
+                        first line of content arrives (no reply, nothing saved)
+  drip                  the greeting "220 HOSTNAME ESMTP drip" is sent one byte
+                        every 2 seconds, then " drip" keeps dripping the same
+                        way; the line never ends (no CRLF) while the client
+                        stays connected; all input is discarded (TLS-wrapped in
+                        implicit mode)
+  tls_stall             raw TCP, never TLS whatever --mode says: accept, read
+                        and discard everything (e.g. a ClientHello), never
+                        answer, keep the connection open
+  starttls_stall        --mode starttls only, a hand-rolled line protocol:
+                        220 greeting; EHLO -> 250-HOSTNAME / 250 STARTTLS;
+                        HELO, NOOP, RSET -> 250; QUIT -> 221 and close;
+                        STARTTLS -> "220 Ready to start TLS" and then silence
+                        (input read and discarded, no handshake ever); anything
+                        else -> 530 5.7.0 Must issue a STARTTLS command first.
+                        Command lines go to commands.log
+  no_starttls_auth      --mode plain only: a normal session whose EHLO offers
+                        neither STARTTLS nor AUTH (--auth is ignored)
+
+silent, tls_stall and starttls_stall never use TLS, so they need no --cert.
 """
 
 import warnings
@@ -40,6 +76,25 @@ import sys
 from aiosmtpd.smtp import SMTP, AuthResult, syntax
 
 GREET_421 = b"421 4.3.2 Service not available, closing transmission channel\r\n"
+DATA_554 = "554 5.6.0 Message rejected: content refused"
+SPAM_554 = "554 5.7.1 Message rejected as spam"
+DRIP_INTERVAL = 2.0
+
+BEHAVIOURS = [
+    "normal",
+    "silent",
+    "greet421",
+    "close_after_greeting",
+    "data554",
+    "reject_after_data",
+    "drop_mid_data",
+    "drip",
+    "tls_stall",
+    "starttls_stall",
+    "no_starttls_auth",
+]
+# Behaviours that never speak TLS, so need no certificate.
+NO_TLS = ("silent", "tls_stall", "starttls_stall")
 
 
 def atomic_write(path, data):
@@ -51,6 +106,22 @@ def atomic_write(path, data):
 
 def local_part(address):
     return address.rpartition("@")[0] if "@" in address else address
+
+
+def log_command(path, text):
+    try:
+        with open(path, "a", encoding="latin-1") as f:
+            f.write(text + "\n")
+    except OSError:
+        pass
+
+
+def masked_command(text):
+    verb, _, rest = text.partition(" ")
+    if verb.upper() == "AUTH":
+        words = rest.split()
+        return "AUTH %s ***" % words[0] if words else "AUTH ***"
+    return text
 
 
 class LineLoggingReader(asyncio.StreamReader):
@@ -78,9 +149,10 @@ class LineLoggingReader(asyncio.StreamReader):
 class CaptureSMTP(SMTP):
     """aiosmtpd's SMTP, logging command lines with AUTH secrets masked."""
 
-    def __init__(self, handler, *, commands_log, **kwargs):
+    def __init__(self, handler, *, commands_log, behaviour="normal", **kwargs):
         super().__init__(handler, **kwargs)
         self._kf_log_path = commands_log
+        self._kf_behaviour = behaviour
         self._kf_state = None  # None (commands), "auth" or "data"
         self._kf_overlong = False
 
@@ -102,16 +174,8 @@ class CaptureSMTP(SMTP):
             self._kf_overlong = False
             text = "<overlong line>"
         else:
-            text = line.rstrip(b"\r\n").decode("latin-1")
-            verb, _, rest = text.partition(" ")
-            if verb.upper() == "AUTH":
-                words = rest.split()
-                text = "AUTH %s ***" % words[0] if words else "AUTH ***"
-        try:
-            with open(self._kf_log_path, "a", encoding="latin-1") as f:
-                f.write(text + "\n")
-        except OSError:
-            pass
+            text = masked_command(line.rstrip(b"\r\n").decode("latin-1"))
+        log_command(self._kf_log_path, text)
 
     @syntax("AUTH <mechanism>")
     async def smtp_AUTH(self, arg):
@@ -121,8 +185,41 @@ class CaptureSMTP(SMTP):
         finally:
             self._kf_state = None
 
+    async def _kf_data_refused(self, arg):
+        """aiosmtpd's own checks before DATA's 354; True if one answered."""
+        if await self.check_helo_needed():
+            return True
+        if await self.check_auth_needed("DATA"):
+            return True
+        if not self.envelope.rcpt_tos:
+            await self.push("503 Error: need RCPT command")
+            return True
+        if arg:
+            await self.push("501 Syntax: DATA")
+            return True
+        return False
+
     @syntax("DATA")
     async def smtp_DATA(self, arg):
+        if self._kf_behaviour == "data554":
+            if not await self._kf_data_refused(arg):
+                await self.push(DATA_554)
+            return
+        if self._kf_behaviour == "drop_mid_data":
+            if await self._kf_data_refused(arg):
+                return
+            await self.push("354 End data with <CR><LF>.<CR><LF>")
+            # Stays "data": nothing more from this connection is logged.
+            self._kf_state = "data"
+            try:
+                await self._reader.readuntil(b"\r\n")
+            except asyncio.LimitOverrunError:
+                pass  # an overlong first line is still a first line
+            if self.transport is not None:
+                self.transport.close()
+            # Park until connection_lost() cancels this session, so that no
+            # line already buffered is read as a command meanwhile.
+            await asyncio.get_running_loop().create_future()
         self._kf_state = "data"
         try:
             return await super().smtp_DATA(arg)
@@ -133,9 +230,10 @@ class CaptureSMTP(SMTP):
 class Handler:
     # No attribute here may start with "auth_": aiosmtpd takes those for
     # AUTH mechanisms.
-    def __init__(self, directory, offer_auth):
+    def __init__(self, directory, offer_auth, reject_data=False):
         self.dir = directory
         self.offer_auth = offer_auth
+        self.reject_data = reject_data
         self.count = 0
 
     async def handle_EHLO(self, server, session, envelope, hostname, responses):
@@ -160,6 +258,8 @@ class Handler:
         return "250 OK"
 
     async def handle_DATA(self, server, session, envelope):
+        if self.reject_data:
+            return SPAM_554
         self.count += 1
         n = self.count
         data = envelope.original_content or b""
@@ -195,6 +295,96 @@ class Greet421(asyncio.Protocol):
         transport.close()
 
 
+class CloseAfterGreeting(asyncio.Protocol):
+    def __init__(self, hostname):
+        self.greeting = ("220 %s ESMTP\r\n" % hostname).encode("ascii")
+
+    def connection_made(self, transport):
+        transport.write(self.greeting)
+        transport.close()
+
+
+class Drip(asyncio.Protocol):
+    """Drips a greeting line one byte at a time and never ends it."""
+
+    def __init__(self, hostname, interval=DRIP_INTERVAL):
+        self.first = ("220 %s ESMTP drip" % hostname).encode("ascii")
+        self.interval = interval
+        self.transport = None
+        self.task = None
+
+    def connection_made(self, transport):
+        self.transport = transport
+        self.task = asyncio.get_running_loop().create_task(self._drip())
+
+    async def _drip(self):
+        chunk, i = self.first, 0
+        while not self.transport.is_closing():
+            self.transport.write(chunk[i : i + 1])
+            i += 1
+            if i == len(chunk):
+                chunk, i = b" drip", 0
+            await asyncio.sleep(self.interval)
+
+    def connection_lost(self, exc):
+        if self.task is not None:
+            self.task.cancel()
+
+
+class StarttlsStall(asyncio.Protocol):
+    """Offers STARTTLS, says 220 to it, then never does the handshake."""
+
+    MAX_LINE = 4096
+
+    def __init__(self, hostname, commands_log):
+        self.hostname = hostname.encode("ascii")
+        self.log_path = commands_log
+        self.transport = None
+        self.buf = b""
+        self.done = False  # after STARTTLS or QUIT: read and discard
+
+    def connection_made(self, transport):
+        self.transport = transport
+        transport.write(b"220 %s ESMTP\r\n" % self.hostname)
+
+    def data_received(self, data):
+        if self.done:
+            return
+        self.buf += data
+        while not self.done:
+            line, sep, rest = self.buf.partition(b"\n")
+            if not sep:
+                if len(self.buf) > self.MAX_LINE:
+                    self.buf = b""
+                    log_command(self.log_path, "<overlong line>")
+                    self.transport.write(b"500 5.5.2 Line too long\r\n")
+                return
+            self.buf = rest
+            self.command(line.rstrip(b"\r\n"))
+        self.buf = b""
+
+    def command(self, line):
+        text = line.decode("latin-1")
+        log_command(self.log_path, masked_command(text))
+        verb = text.partition(" ")[0].upper()
+        write = self.transport.write
+        if verb == "EHLO":
+            write(b"250-%s\r\n250 STARTTLS\r\n" % self.hostname)
+        elif verb == "HELO":
+            write(b"250 %s\r\n" % self.hostname)
+        elif verb in ("NOOP", "RSET"):
+            write(b"250 OK\r\n")
+        elif verb == "QUIT":
+            write(b"221 Bye\r\n")
+            self.done = True
+            self.transport.close()
+        elif verb == "STARTTLS":
+            write(b"220 Ready to start TLS\r\n")
+            self.done = True
+        else:
+            write(b"530 5.7.0 Must issue a STARTTLS command first\r\n")
+
+
 def make_authenticator(user, password):
     user_b = user.encode("utf-8")
     password_b = password.encode("utf-8")
@@ -226,11 +416,15 @@ def parse_args(argv):
     p.add_argument("--auth", metavar="USER:PASSWORD")
     p.add_argument("--auth-required", action="store_true")
     p.add_argument("--auth-plaintext", action="store_true")
-    p.add_argument("--behaviour", choices=["normal", "silent", "greet421"], default="normal")
+    p.add_argument("--behaviour", choices=BEHAVIOURS, default="normal")
     p.add_argument("--hostname", default="localhost", help="name in the greeting and EHLO reply")
     p.add_argument("--debug", action="store_true", help="log the SMTP traffic to stderr")
     args = p.parse_args(argv)
-    if args.mode != "plain" and not (args.cert and args.key):
+    if args.behaviour == "starttls_stall" and args.mode != "starttls":
+        p.error("--behaviour starttls_stall needs --mode starttls")
+    if args.behaviour == "no_starttls_auth" and args.mode != "plain":
+        p.error("--behaviour no_starttls_auth needs --mode plain")
+    if args.mode != "plain" and args.behaviour not in NO_TLS and not (args.cert and args.key):
         p.error("--mode %s needs --cert and --key" % args.mode)
     if args.auth is not None and ":" not in args.auth:
         p.error("--auth takes USER:PASSWORD")
@@ -250,15 +444,23 @@ async def serve(args):
         loop.set_exception_handler(lambda loop, context: None)
 
     directory = os.path.abspath(args.dir)
-    ctx = tls_context(args) if args.mode != "plain" else None
+    uses_tls = args.mode != "plain" and args.behaviour not in NO_TLS
+    ctx = tls_context(args) if uses_tls else None
     implicit = ctx if args.mode == "implicit" else None
+    commands_log = os.path.join(directory, "commands.log")
 
-    if args.behaviour == "silent":
+    if args.behaviour in ("silent", "tls_stall"):
         factory, server_ssl = Silent, None
     elif args.behaviour == "greet421":
         factory, server_ssl = Greet421, implicit
+    elif args.behaviour == "close_after_greeting":
+        factory, server_ssl = (lambda: CloseAfterGreeting(args.hostname)), implicit
+    elif args.behaviour == "drip":
+        factory, server_ssl = (lambda: Drip(args.hostname)), implicit
+    elif args.behaviour == "starttls_stall":
+        factory, server_ssl = (lambda: StarttlsStall(args.hostname, commands_log)), None
     else:
-        auth_enabled = args.auth is not None
+        auth_enabled = args.auth is not None and args.behaviour != "no_starttls_auth"
         kwargs = dict(
             hostname=args.hostname,
             auth_required=args.auth_required,
@@ -273,11 +475,12 @@ async def serve(args):
         if args.mode == "starttls":
             kwargs["tls_context"] = ctx
             kwargs["require_starttls"] = args.require_tls
-        handler = Handler(directory, auth_enabled)
-        commands_log = os.path.join(directory, "commands.log")
+        handler = Handler(directory, auth_enabled, reject_data=args.behaviour == "reject_after_data")
 
         def factory():
-            return CaptureSMTP(handler, commands_log=commands_log, loop=loop, **kwargs)
+            return CaptureSMTP(
+                handler, commands_log=commands_log, behaviour=args.behaviour, loop=loop, **kwargs
+            )
 
         server_ssl = implicit
 

@@ -3,7 +3,7 @@
 -- usage: lua writer.lua STORE WRITER_ID COUNT
 local build = (type(jit) == "table") and "luajit" or "lua" .. _VERSION:match("%d+%.%d+")
 package.path = "lua/?.lua;" .. package.path
-package.cpath = "build/" .. build .. "/?.so;" .. package.cpath
+package.cpath = (os.getenv("KFSMTP_BUILD") or ("build/" .. build)) .. "/?.so;" .. package.cpath
 local kfsmtp = require "kfsmtp"
 local path, id, count = arg[1], tonumber(arg[2]), tonumber(arg[3])
 local store = kfsmtp.open(path)
