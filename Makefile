@@ -83,6 +83,32 @@ check-asan:
 	  UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
 	  SPECS=spec ONLY=lua5.4 sh scripts/check.sh
 
+# libFuzzer targets (clang, with ASan and UBSan) for the input rules, message
+# composition and the store reader, each for FUZZ_SECONDS from fuzz/corpus/.
+# A crash, leak or sanitizer report stops `make fuzz` with the input saved
+# in build/fuzz/.
+FUZZ_SECONDS ?= 60
+FUZZ_CC ?= clang
+FUZZ_FLAGS = -std=gnu11 -D_GNU_SOURCE -g -O1 -fno-omit-frame-pointer \
+  -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=all \
+  $(shell $(PKG_CONFIG) --cflags lua5.4 libcurl openssl)
+FUZZ_LIBS = $(shell $(PKG_CONFIG) --libs lua5.4 libcurl openssl) -lpthread -lm -ldl
+FUZZ_TARGETS = validate compose store
+fuzz:
+	@mkdir -p build/fuzz
+	@for t in $(FUZZ_TARGETS); do \
+	  $(FUZZ_CC) $(FUZZ_FLAGS) -o build/fuzz/fuzz_$$t fuzz/fuzz_$$t.c $(SRC) $(FUZZ_LIBS) || exit 1; \
+	done
+	@for t in $(FUZZ_TARGETS); do \
+	  mkdir -p build/fuzz/corpus-$$t; \
+	  echo "== fuzz_$$t for $(FUZZ_SECONDS) s"; \
+	  build/fuzz/fuzz_$$t -max_total_time=$(FUZZ_SECONDS) -print_final_stats=1 -timeout=10 \
+	    -artifact_prefix=build/fuzz/$$t- build/fuzz/corpus-$$t fuzz/corpus/$$t \
+	    > build/fuzz/$$t.log 2>&1 || { tail -40 build/fuzz/$$t.log; exit 1; }; \
+	  grep -a "DONE" build/fuzz/$$t.log | tail -1; \
+	  grep -E "stat::number_of_executed_units|stat::peak_rss_mb" build/fuzz/$$t.log; \
+	done
+
 # Installs the Debian packages the build, the specs and the demo need
 # (only those missing, so it is quick and offline once done).
 deps:

@@ -108,7 +108,7 @@ static void bind_random_hex(char *out, size_t nbytes) {
 }
 
 static int bind_buf_gc(lua_State *L) {
-    kf_buf_free((kf_buf *)lua_touserdata(L, 1));
+    kf_buf_wipe_free((kf_buf *)lua_touserdata(L, 1));
     return 0;
 }
 
@@ -328,12 +328,13 @@ static int bind_store_read(lua_State *L) {
     kf_buf *content = bind_new_buf(L);
     int rc = kf_store_read(path, content, sig);
     if (rc < 0) {
-        kf_buf_free(content);
+        kf_buf_wipe_free(content);
         return bind_fail(L, "cannot read the store", -rc);
     }
     if (rc == 1) lua_pushboolean(L, 0);
     else lua_pushlstring(L, content->data, content->len);
-    kf_buf_free(content);
+    /* The store holds the relay password: leave no copy in freed memory. */
+    kf_buf_wipe_free(content);
     lua_pushstring(L, sig);
     return 2;
 }

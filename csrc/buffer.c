@@ -47,6 +47,23 @@ void kf_buf_printf(kf_buf *b, const char *fmt, ...) {
     }
 }
 
+void kf_buf_reserve(kf_buf *b, size_t n) {
+    size_t len = b->len;
+    kf_buf_append(b, "", 0);
+    if (b->oom || b->cap >= len + n + 1) return;
+    {
+        char *p = realloc(b->data, len + n + 1);
+        if (!p) { b->oom = 1; return; }
+        b->data = p;
+        b->cap = len + n + 1;
+    }
+}
+
+void kf_buf_wipe_free(kf_buf *b) {
+    if (b->data) explicit_bzero(b->data, b->cap);
+    kf_buf_free(b);
+}
+
 void kf_buf_free(kf_buf *b) {
     free(b->data);
     b->data = NULL;

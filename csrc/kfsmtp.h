@@ -50,6 +50,12 @@ KF_HIDDEN void kf_buf_puts(kf_buf *b, const char *s);
 KF_HIDDEN void kf_buf_printf(kf_buf *b, const char *fmt, ...)
     __attribute__((format(printf, 2, 3)));
 KF_HIDDEN void kf_buf_free(kf_buf *b);
+/* Grows the buffer once to hold n more bytes, so later appends do not move
+ * it (a moved buffer would leave an unwiped copy of a secret behind). */
+KF_HIDDEN void kf_buf_reserve(kf_buf *b, size_t n);
+/* Overwrites the whole allocation, then frees it: for buffers that held the
+ * relay password (the store file). */
+KF_HIDDEN void kf_buf_wipe_free(kf_buf *b);
 
 /* message.c */
 typedef struct kf_message_in {

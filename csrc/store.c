@@ -49,6 +49,7 @@ int kf_store_read(const char *path, kf_buf *out, char sig[KF_SIG_SIZE]) {
     if (!S_ISREG(st.st_mode)) { close(fd); return -EISDIR; }
     if (st.st_size > STORE_MAX_SIZE) { close(fd); return -EFBIG; }
     store_signature(&st, sig);
+    kf_buf_reserve(out, (size_t)st.st_size + 1);
     for (;;) {
         ssize_t n = read(fd, chunk, sizeof chunk);
         if (n < 0) {

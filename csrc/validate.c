@@ -171,9 +171,10 @@ const char *kf_check_mailbox(const char *s, size_t len) {
     if ((why = kf_check_text(s, len))) return why;
     if ((why = kf_check_utf8(s, len))) return why;
     if (len > KF_MAX_MAILBOX) return "is longer than 254 characters, the limit of an address";
-    if (s[0] == '<' || memchr(s, '>', len) || memchr(s, ',', len) || memchr(s, ';', len)) {
-        /* ',' and ';' are legal inside a quoted local part but almost
-         * always mean a list of recipients here. */
+    if (memchr(s, '<', len) || memchr(s, '>', len) || memchr(s, ',', len) || memchr(s, ';', len)) {
+        /* All four are legal inside a quoted local part, but there they
+         * confuse relays that parse MAIL FROM:<...> naively, and ',' and
+         * ';' almost always mean a list of recipients. */
         return "must be exactly one bare address such as jsmith@example.com, without a display name, angle brackets or a list";
     }
     at = NULL;

@@ -303,6 +303,12 @@ local function decode_record(self, content)
   return t
 end
 
+-- The store reader on text alone, for fuzz/fuzz_store.c:
+-- record | nil, err; never raises.
+function _M._decode_store(content)
+  return decode_record({ path = "(fuzz input)" }, content)
+end
+
 -- Reads the file (no cache): record | nil, err. A missing file is the
 -- default empty profile.
 function Store:_read()

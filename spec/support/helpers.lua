@@ -97,7 +97,11 @@ function H.start_smtp(opts)
     args[#args + 1] = "--cert " .. H.q(opts.cert or c.cert)
     args[#args + 1] = "--key " .. H.q(opts.key or c.key)
   end
-  if opts.auth then args[#args + 1] = "--auth " .. H.q(opts.auth) end
+  if opts.auth then
+    -- From a file, so the credentials never appear in a process's argv.
+    H.write(dir .. "/auth", opts.auth)
+    args[#args + 1] = "--auth-file " .. H.q(dir .. "/auth")
+  end
   if opts.host then args[#args + 1] = "--host " .. H.q(opts.host) end
   if opts.auth_required then args[#args + 1] = "--auth-required" end
   if opts.auth_plaintext then args[#args + 1] = "--auth-plaintext" end

@@ -414,6 +414,8 @@ def parse_args(argv):
     p.add_argument("--key")
     p.add_argument("--require-tls", action="store_true")
     p.add_argument("--auth", metavar="USER:PASSWORD")
+    p.add_argument("--auth-file", metavar="FILE",
+                   help="read USER:PASSWORD from FILE, keeping it out of argv")
     p.add_argument("--auth-required", action="store_true")
     p.add_argument("--auth-plaintext", action="store_true")
     p.add_argument("--behaviour", choices=BEHAVIOURS, default="normal")
@@ -426,6 +428,9 @@ def parse_args(argv):
         p.error("--behaviour no_starttls_auth needs --mode plain")
     if args.mode != "plain" and args.behaviour not in NO_TLS and not (args.cert and args.key):
         p.error("--mode %s needs --cert and --key" % args.mode)
+    if args.auth_file is not None:
+        with open(args.auth_file, encoding="utf-8") as f:
+            args.auth = f.read().rstrip("\r\n")
     if args.auth is not None and ":" not in args.auth:
         p.error("--auth takes USER:PASSWORD")
     return args
