@@ -17,6 +17,7 @@
 
 #define BIND_SESSION_MT "kfsmtp.session"
 #define BIND_LOCK_MT "kfsmtp.lock"
+#define BIND_GEN_MT "kfsmtp.generation"
 
 #if defined(__GNUC__)
 #define KF_EXPORT __attribute__((visibility("default")))
@@ -385,6 +386,47 @@ static int bind_store_lock(lua_State *L) {
     return 1;
 }
 
+static int bind_gen_gc(lua_State *L) {
+    void **map = luaL_checkudata(L, 1, BIND_GEN_MT);
+    if (*map) { kf_store_generation_unmap(*map); *map = NULL; }
+    return 0;
+}
+
+static int bind_gen_value(lua_State *L) {
+    void **map = luaL_checkudata(L, 1, BIND_GEN_MT);
+    /* Wraps past 2^53 on LuaJIT only after that many writes: never. */
+    kf_pushint(L, *map ? kf_store_generation(*map) : 0);
+    return 1;
+}
+
+static int bind_gen_bump(lua_State *L) {
+    void **map = luaL_checkudata(L, 1, BIND_GEN_MT);
+    if (*map) kf_store_generation_bump(*map);
+    return 0;
+}
+
+/* The reader's hot path: a closure over the mapping, so a call costs no
+ * method lookup and no metatable check. */
+static int bind_gen_read(lua_State *L) {
+    void **map = lua_touserdata(L, lua_upvalueindex(1));
+    kf_pushint(L, *map ? kf_store_generation(*map) : 0);
+    return 1;
+}
+
+/* store_generation(path) --> counter, read | nil, message
+ * counter:bump() after a write; read() --> the current value. */
+static int bind_store_generation(lua_State *L) {
+    const char *path = luaL_checkstring(L, 1);
+    void **map = kf_newuserdata(L, sizeof *map);
+    *map = kf_store_generation_map(path);
+    if (!*map) return bind_fail(L, "cannot map the store's lock file", errno);
+    luaL_getmetatable(L, BIND_GEN_MT);
+    lua_setmetatable(L, -2);
+    lua_pushvalue(L, -1);
+    lua_pushcclosure(L, bind_gen_read, 1);
+    return 2;
+}
+
 /* ---- callers' passwords ---- */
 
 static int bind_password_hash(lua_State *L) {
@@ -440,9 +482,16 @@ static const luaL_Reg bind_functions[] = {
     {"store_write", bind_store_write},
     {"store_lock", bind_store_lock},
     {"store_sweep", bind_store_sweep},
+    {"store_generation", bind_store_generation},
     {"hostname", bind_hostname},
     {"password_hash", bind_password_hash},
     {"password_verify", bind_password_verify},
+    {NULL, NULL}};
+
+static const luaL_Reg bind_gen_methods[] = {
+    {"value", bind_gen_value},
+    {"bump", bind_gen_bump},
+    {"__gc", bind_gen_gc},
     {NULL, NULL}};
 
 static const luaL_Reg bind_lock_methods[] = {
@@ -461,6 +510,11 @@ int luaopen_kfsmtp_core(lua_State *L) {
     luaL_newmetatable(L, BIND_SESSION_MT);
     lua_pushcfunction(L, bind_session_gc);
     lua_setfield(L, -2, "__gc");
+    lua_pop(L, 1);
+    luaL_newmetatable(L, BIND_GEN_MT);
+    luaL_setfuncs(L, bind_gen_methods, 0);
+    lua_pushvalue(L, -1);
+    lua_setfield(L, -2, "__index");
     lua_pop(L, 1);
     luaL_newmetatable(L, BIND_LOCK_MT);
     luaL_setfuncs(L, bind_lock_methods, 0);

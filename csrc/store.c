@@ -9,7 +9,9 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <stdint.h>
 #include <sys/file.h>
+#include <sys/mman.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -164,4 +166,43 @@ int kf_store_sweep(const char *path) {
     closedir(d);
     free(dir);
     return removed;
+}
+
+/* The generation counter lives in the first 8 bytes of the lock file,
+ * mapped shared by every process that uses the store. Writers add one
+ * after each rename; readers compare it without a system call, so an
+ * unchanged store costs get() no syscall at all. */
+void *kf_store_generation_map(const char *path) {
+    size_t plen = strlen(path);
+    char *lock_path = malloc(plen + sizeof ".lock");
+    struct stat st;
+    void *map;
+    int fd;
+    if (!lock_path) return NULL;
+    memcpy(lock_path, path, plen);
+    memcpy(lock_path + plen, ".lock", sizeof ".lock");
+    fd = open(lock_path, O_RDWR | O_CREAT | O_CLOEXEC, 0600);
+    free(lock_path);
+    if (fd < 0) return NULL;
+    /* Growing a file with zeros is idempotent, so racing openers agree. */
+    if (fstat(fd, &st) != 0 || (st.st_size < (off_t)sizeof(uint64_t) &&
+                                ftruncate(fd, sizeof(uint64_t)) != 0)) {
+        close(fd);
+        return NULL;
+    }
+    map = mmap(NULL, sizeof(uint64_t), PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
+    close(fd);
+    return map == MAP_FAILED ? NULL : map;
+}
+
+uint64_t kf_store_generation(const void *map) {
+    return __atomic_load_n((const uint64_t *)map, __ATOMIC_ACQUIRE);
+}
+
+void kf_store_generation_bump(void *map) {
+    __atomic_add_fetch((uint64_t *)map, 1, __ATOMIC_RELEASE);
+}
+
+void kf_store_generation_unmap(void *map) {
+    munmap(map, sizeof(uint64_t));
 }

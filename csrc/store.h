@@ -24,4 +24,12 @@ KF_HIDDEN int kf_store_lock(const char *path);
  * number removed or -errno. */
 KF_HIDDEN int kf_store_sweep(const char *path);
 
+/* Shared generation counter (see store.c); the map is NULL when the lock
+ * file cannot be opened for writing, and callers then stat every time. */
+#include <stdint.h>
+KF_HIDDEN void *kf_store_generation_map(const char *path);
+KF_HIDDEN uint64_t kf_store_generation(const void *map);
+KF_HIDDEN void kf_store_generation_bump(void *map);
+KF_HIDDEN void kf_store_generation_unmap(void *map);
+
 #endif

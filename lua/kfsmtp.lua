@@ -318,7 +318,9 @@ function Store:_read()
     return nil, store_error(self, "store_io", ("%s (%s): check the path and its permissions."):format(sig, self.path))
   end
   local record = {}
-  if content then
+  -- An empty file (as `touch` makes it, to set owner and mode ahead of
+  -- time) is the empty profile; kfsmtp's own writes never leave one.
+  if content and content ~= "" then
     local err
     record, err = decode_record(self, content)
     if not record then return nil, err end
@@ -327,12 +329,42 @@ function Store:_read()
   return record
 end
 
--- The cached record while the file's signature is unchanged.
+-- How often a reader re-checks the file itself, for edits made without
+-- kfsmtp (by hand, by a restore): at most about this many seconds late.
+local FOREIGN_EDIT_CHECK_S = 1
+-- Reading the clock costs more than the rest of a cached get(): look at
+-- it on every 16th call only.
+local CLOCK_EVERY = 16
+
+local function open_generation(self)
+  local gen, read = core.store_generation(self.path)
+  self.gen, self.read_generation = gen or false, gen and read or false
+end
+
+-- The cached record while the store is unchanged. Every kfsmtp writer bumps
+-- a counter shared through the lock file, so a change by any process is
+-- seen at once and an unchanged store costs no system call; the file's
+-- signature is still compared about once a second.
 function Store:_load()
+  if self.gen == nil then open_generation(self) end
+  local read = self.read_generation
+  local generation = read and read()
+  if self.sig and read and generation == self.generation then
+    local countdown = self.countdown - 1
+    if countdown > 0 then
+      self.countdown = countdown
+      return self.record
+    end
+    self.countdown = CLOCK_EVERY
+    if os.time() < self.next_stat then return self.record end
+  end
   local sig, why = core.store_stat(self.path)
   if not sig then
     return nil, store_error(self, "store_io", ("%s (%s): check the path and its permissions."):format(why, self.path))
   end
+  -- The counter was read before the file: a write racing this call bumps
+  -- it again, and the next call looks.
+  self.generation, self.next_stat, self.countdown = generation, os.time() + FOREIGN_EDIT_CHECK_S, CLOCK_EVERY
   if sig == self.sig then return self.record end
   return self:_read()
 end
@@ -383,6 +415,8 @@ function Store:update(req)
   end
   self.sig = core.store_stat(self.path)
   self.record = record
+  if self.gen == nil then open_generation(self) end
+  if self.gen then self.gen:bump() end
   lock:release()
   return profile_out(record)
 end

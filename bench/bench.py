@@ -1,0 +1,265 @@
+#!/usr/bin/python3
+"""kfsmtp's benchmark: every contender against the same servers in one run,
+interleaved and repeated, with ratios to the raw-socket floor and to the
+bare libcurl loop. Benchmarks are not tests: nothing here fails on a number.
+
+usage: bench/bench.py [--quick] [--reps N]   (run from the repository root)
+"""
+import argparse
+import json
+import os
+import re
+import resource
+import shutil
+import signal
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+PY = "/usr/bin/python3"
+WORK = tempfile.mkdtemp(prefix="kfsmtp-bench.")
+PROCS = []
+
+
+def sh(cmd, **kw):
+    return subprocess.run(cmd, shell=True, check=True, capture_output=True, text=True, **kw).stdout
+
+
+def free_port():
+    s = socket.socket()
+    s.bind(("127.0.0.1", 0))
+    port = s.getsockname()[1]
+    s.close()
+    return port
+
+
+def wait_port(port, timeout=10):
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        try:
+            socket.create_connection(("127.0.0.1", port), 0.2).close()
+            return
+        except OSError:
+            time.sleep(0.02)
+    raise SystemExit("server on port %d did not start" % port)
+
+
+def start(cmd):
+    p = subprocess.Popen(cmd, shell=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                         start_new_session=True)
+    PROCS.append(p)
+    return p
+
+
+def start_aiosmtpd(name, certs):
+    d = os.path.join(WORK, name)
+    os.makedirs(d)
+    with open(os.path.join(d, "auth"), "w") as f:
+        f.write("svc:bench-pw")
+    start("%s spec/support/smtpd.py --dir %s --mode starttls --cert %s/server.crt --key %s/server.key "
+          "--auth-file %s/auth --auth-required" % (PY, d, certs, certs, d))
+    deadline = time.time() + 10
+    while not os.path.exists(os.path.join(d, "port")):
+        if time.time() > deadline:
+            raise SystemExit("aiosmtpd did not start")
+        time.sleep(0.02)
+    return int(open(os.path.join(d, "port")).read())
+
+
+def children_cpu():
+    r = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return r.ru_utime + r.ru_stime
+
+
+def run_loop(cmd, n):
+    """A client that does n deliveries itself and prints their latencies."""
+    cpu0, t0 = children_cpu(), time.monotonic()
+    out = subprocess.run(cmd, shell=True, capture_output=True, text=True)
+    wall, cpu = time.monotonic() - t0, children_cpu() - cpu0
+    if out.returncode != 0:
+        raise RuntimeError("%s: %s" % (cmd, out.stderr.strip()[-300:]))
+    lat = [int(x) / 1000.0 for x in out.stdout.split()]
+    if len(lat) != n:
+        raise RuntimeError("%s printed %d latencies, wanted %d" % (cmd, len(lat), n))
+    # Rate from the client's own latencies: process start-up is not a delivery.
+    return sum(lat) / 1000.0, cpu, lat, out.stderr
+
+
+def run_procs(cmd, n):
+    """One process per delivery, as a shell user runs it."""
+    lat = []
+    cpu0 = children_cpu()
+    for _ in range(n):
+        t0 = time.monotonic()
+        r = subprocess.run(cmd, shell=True, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+        lat.append((time.monotonic() - t0) * 1000.0)
+        if r.returncode != 0:
+            raise RuntimeError("%s: %s" % (cmd, r.stderr.strip()[-300:]))
+    return sum(lat) / 1000.0, children_cpu() - cpu0, lat, ""
+
+
+def pct(values, q):
+    v = sorted(values)
+    return v[min(len(v) - 1, int(round(q / 100.0 * (len(v) - 1))))]
+
+
+def measure(contenders, n, reps):
+    """Interleaved: every contender once per repetition, in turn."""
+    results = {name: [] for name, _, _ in contenders}
+    for rep in range(reps):
+        for name, kind, cmd in contenders:
+            count = n if kind == "loop" else max(5, n // 10)
+            try:
+                secs, cpu, lat, err = (run_loop if kind == "loop" else run_procs)(cmd, count)
+            except RuntimeError as e:
+                print("  %s failed: %s" % (name, e), file=sys.stderr)
+                continue
+            results[name].append({"rate": count / secs, "p50": pct(lat, 50), "p99": pct(lat, 99),
+                                  "cpu_ms": cpu * 1000.0 / count, "stderr": err})
+    return results
+
+
+def summarise(results, floor, base):
+    rows = {}
+    for name, runs in results.items():
+        if not runs:
+            continue
+        rates = [r["rate"] for r in runs]
+        rows[name] = {"rate": statistics.median(rates), "min": min(rates), "max": max(rates),
+                      "p50": statistics.median(r["p50"] for r in runs),
+                      "p99": statistics.median(r["p99"] for r in runs),
+                      "cpu_ms": statistics.median(r["cpu_ms"] for r in runs)}
+    for name, row in rows.items():
+        row["vs_floor"] = row["rate"] / rows[floor]["rate"] if floor in rows else None
+        row["vs_curl"] = row["rate"] / rows[base]["rate"] if base in rows else None
+    return rows
+
+
+def table(title, rows, floor, base):
+    print("\n### %s\n" % title)
+    print("| client | deliveries/s (median, min–max) | p50 ms | p99 ms | client CPU ms/delivery | × floor | × %s |" % base)
+    print("| --- | --- | --- | --- | --- | --- | --- |")
+    for name, r in rows.items():
+        f = "%.2f" % r["vs_floor"] if r["vs_floor"] else "—"
+        c = "%.2f" % r["vs_curl"] if r["vs_curl"] else "—"
+        print("| %s | %.0f (%.0f–%.0f) | %.2f | %.2f | %.3f | %s | %s |" % (
+            name, r["rate"], r["min"], r["max"], r["p50"], r["p99"], r["cpu_ms"], f, c))
+
+
+def target(label, value, goal):
+    print("- %s: %.2f× (target ≥ %.2f×) %s" % (label, value, goal, "met" if value >= goal else "MISSED"))
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--quick", action="store_true", help="few deliveries, one repetition (CI)")
+    ap.add_argument("--reps", type=int, default=3)
+    args = ap.parse_args()
+    n = 40 if args.quick else 400
+    reps = 1 if args.quick else args.reps
+    os.chdir(ROOT)
+    os.makedirs("build/bench", exist_ok=True)
+    sh("cc -O2 -Wall -Wextra -Werror -o build/bench/curl_loop bench/curl_loop.c $(pkg-config --cflags --libs libcurl)")
+    sh("cc -O2 -Wall -Wextra -Werror -o build/bench/raw_smtp bench/raw_smtp.c")
+    certs = os.path.join(WORK, "certs")
+    sh("sh spec/support/certs.sh %s" % certs)
+    bundle = os.path.join(WORK, "bundle.pem")
+    with open(bundle, "w") as out:
+        out.write(open("/etc/ssl/certs/ca-certificates.crt").read())
+        out.write(open(os.path.join(certs, "ca.crt")).read())
+    pwfile = os.path.join(WORK, "pw")
+    with open(pwfile, "w") as f:
+        f.write("bench-pw\n")
+    sink = free_port()
+    start("/usr/sbin/smtp-sink -u nobody 127.0.0.1:%d 512" % sink)
+    wait_port(sink)
+    tls = start_aiosmtpd("aiosmtpd", certs)
+    store = os.path.join(WORK, "cli-store.json")
+    print("machine: %s, %d cores; %s; reps %d, %d deliveries per loop run" % (
+        os.uname().machine, os.cpu_count(), sh("lua5.4 -e 'package.cpath=\"build/lua5.4/?.so;\"..package.cpath "
+        "print(require(\"kfsmtp.core\").curl_version)'").strip(), reps, n))
+
+    plain = "--host 127.0.0.1 --port %d --mode plain" % sink
+    plain_contenders = [
+        ("raw socket (floor)", "loop", "build/bench/raw_smtp %s --n %d" % (plain, n)),
+        ("libcurl new handle", "loop", "build/bench/curl_loop --handle new %s --n %d" % (plain, n)),
+        ("libcurl reused handle", "loop", "build/bench/curl_loop --handle reuse %s --n %d" % (plain, n)),
+        ("kfsmtp.test() Lua 5.4", "loop", "lua5.4 bench/kfsmtp_loop.lua %s --n %d" % (plain, n)),
+        ("kfsmtp.test() LuaJIT", "loop", "luajit bench/kfsmtp_loop.lua %s --n %d" % (plain, n)),
+        ("Python smtplib", "loop", "%s bench/smtplib_loop.py %s --n %d" % (PY, plain, n)),
+        ("LuaSocket smtp (TCP_NODELAY)", "loop", "lua5.4 bench/luasocket_loop.lua %s --n %d" % (plain, n)),
+        ("bin/kfsmtp test (process each)", "proc",
+         "KFSMTP_STORE=%s bin/kfsmtp test --host 127.0.0.1 --port %d --no-use-ssl --sender-account kf@example.com "
+         "--recipient ops@example.com" % (store, sink)),
+        ("curl (process each)", "proc",
+         "curl -s --mail-from kf@example.com --mail-rcpt ops@example.com -T /etc/hostname smtp://127.0.0.1:%d" % sink),
+        ("swaks (process each)", "proc",
+         "swaks --silent 2 --server 127.0.0.1:%d --from kf@example.com --to ops@example.com" % sink),
+    ]
+    starttls = "--host localhost --port %d --mode starttls --user svc --password-file %s" % (tls, pwfile)
+    def tls_contenders(ca):
+        return [
+            ("libcurl new handle", "loop", "build/bench/curl_loop --handle new %s --ca %s --n %d" % (starttls, ca, n)),
+            ("libcurl reused handle", "loop", "build/bench/curl_loop --handle reuse %s --ca %s --n %d" % (starttls, ca, n)),
+            ("kfsmtp.test() Lua 5.4", "loop", "lua5.4 bench/kfsmtp_loop.lua %s --ca %s --n %d" % (starttls, ca, n)),
+            ("kfsmtp.test() LuaJIT", "loop", "luajit bench/kfsmtp_loop.lua %s --ca %s --n %d" % (starttls, ca, n)),
+            ("Python smtplib", "loop", "%s bench/smtplib_loop.py %s --ca %s --n %d" % (PY, starttls, ca, n)),
+        ]
+
+    rows_plain = summarise(measure(plain_contenders, n, reps), "raw socket (floor)", "libcurl reused handle")
+    table("Plain SMTP to smtp-sink", rows_plain, "raw socket (floor)", "libcurl reused handle")
+    rows_tls = summarise(measure(tls_contenders(os.path.join(certs, "ca.crt")), n // 2, reps), None, "libcurl new handle")
+    table("STARTTLS + AUTH to aiosmtpd, verified against a one-certificate CA file", rows_tls, None, "libcurl new handle")
+    rows_sys = summarise(measure(tls_contenders(bundle), n // 2, reps), None, "libcurl new handle")
+    table("STARTTLS + AUTH, verified against the system CA bundle plus the test CA (%d certificates)"
+          % open(bundle).read().count("BEGIN CERTIFICATE"), rows_sys, None, "libcurl new handle")
+
+    # Memory: resident size after 100 and after many tests in one process.
+    many = 1000 if args.quick else 10000
+    err = subprocess.run("lua5.4 bench/kfsmtp_loop.lua %s --n %d --rss" % (plain, many), shell=True,
+                         capture_output=True, text=True).stderr
+    rss100 = int(re.search(r"rss_after_100 (\d+)", err).group(1))
+    rss_end = int(re.search(r"rss_at_end (\d+)", err).group(1))
+
+    get_out = sh("lua5.4 bench/get_loop.lua %d" % (50000 if args.quick else 500000))
+    get_rate, reread_rate = [float(x) for x in re.findall(r"[\d.]+", get_out)]
+    get_out_jit = sh("luajit bench/get_loop.lua %d" % (50000 if args.quick else 500000))
+    get_rate_jit, reread_rate_jit = [float(x) for x in re.findall(r"[\d.]+", get_out_jit)]
+
+    print("\n### Targets (ratios measured in this run)\n")
+    k, c = rows_plain.get("kfsmtp.test() Lua 5.4"), rows_plain.get("libcurl reused handle")
+    if k and c:
+        target("plain: kfsmtp.test() (Lua 5.4) / bare libcurl reused-handle loop", k["rate"] / c["rate"], 0.95)
+    s = rows_plain.get("Python smtplib")
+    if k and s:
+        target("plain: kfsmtp.test() (Lua 5.4) / Python smtplib", k["rate"] / s["rate"], 1.0)
+    k2, c2 = rows_sys.get("kfsmtp.test() Lua 5.4"), rows_sys.get("libcurl new handle")
+    if k2 and c2:
+        target("system CA bundle: kfsmtp.test() / bare libcurl new-handle loop", k2["rate"] / c2["rate"], 5.0)
+    cli, sw, cu = (rows_plain.get(x) for x in ("bin/kfsmtp test (process each)", "swaks (process each)", "curl (process each)"))
+    if cli and sw:
+        target("CLI: bin/kfsmtp test / swaks, one process per delivery", cli["rate"] / sw["rate"], 5.0)
+    if cli and cu:
+        target("CLI: bin/kfsmtp test / curl, one process per delivery", cli["rate"] / cu["rate"], 1.0)
+    print("- memory: resident %d KiB after 100 tests, %d KiB after %d: %+d KiB (target within 1024) %s" % (
+        rss100, rss_end, many, rss_end - rss100, "met" if abs(rss_end - rss100) <= 1024 else "MISSED"))
+    target("get() on an unchanged store / re-read + lua-cjson decode, Lua 5.4 (%.0f vs %.0f calls/s)"
+           % (get_rate, reread_rate), get_rate / reread_rate, 20.0)
+    target("get() on an unchanged store / re-read + lua-cjson decode, LuaJIT (%.0f vs %.0f calls/s)"
+           % (get_rate_jit, reread_rate_jit), get_rate_jit / reread_rate_jit, 20.0)
+
+
+if __name__ == "__main__":
+    try:
+        main()
+    finally:
+        for p in PROCS:
+            try:
+                os.killpg(p.pid, signal.SIGTERM)
+            except ProcessLookupError:
+                pass
+        shutil.rmtree(WORK, ignore_errors=True)

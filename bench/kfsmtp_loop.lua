@@ -1,0 +1,44 @@
+-- kfsmtp.test() in a loop, with the contract of the other bench clients:
+--   lua kfsmtp_loop.lua --host H --port P --mode plain|starttls --n N
+--       [--ca FILE] [--user U --password-file F] [--rss]
+-- prints each test's latency in microseconds; with --rss, the resident
+-- size after 100 tests and at the end on stderr.
+local build = (type(jit) == "table") and "luajit" or "lua" .. _VERSION:match("%d+%.%d+")
+package.path = "lua/?.lua;" .. package.path
+package.cpath = "build/" .. build .. "/?.so;" .. package.cpath
+local kfsmtp = require "kfsmtp"
+local socket = require "socket"
+
+local a = {}
+local i = 1
+while i <= #arg do
+  local k = arg[i]:match("^%-%-(.+)$")
+  if k == "rss" then a.rss = true; i = i + 1 else a[k] = arg[i + 1]; i = i + 2 end
+end
+local function rss_kib()
+  for line in io.lines("/proc/self/status") do
+    local kib = line:match("^VmRSS:%s+(%d+)")
+    if kib then return tonumber(kib) end
+  end
+end
+
+local req = { Host = a.host, Port = tonumber(a.port), SenderAccount = a.from or "kf@example.com",
+  TestRecipient = a.to or "ops@example.com", SenderName = "Keyfactor Command",
+  UseSSL = a.mode == "starttls" }
+if a.user then
+  req.RelayAuthenticationType = 2
+  req.RelayUsername = a.user
+  req.RelayPassword = io.open(a["password-file"]):read("*l")
+end
+local opts = { ca_file = a.ca }
+local store = kfsmtp.open(os.tmpname())
+local out, n = {}, tonumber(a.n)
+for k = 1, n do
+  local t0 = socket.gettime()
+  local ok, err = store:test(req, opts)
+  if not ok then io.stderr:write(tostring(err), "\n") os.exit(1) end
+  out[#out + 1] = math.floor((socket.gettime() - t0) * 1e6)
+  if a.rss and k == 100 then io.stderr:write("rss_after_100 ", rss_kib(), "\n") end
+end
+if a.rss then collectgarbage() io.stderr:write("rss_at_end ", rss_kib(), "\n") end
+io.write(table.concat(out, "\n"), "\n")
