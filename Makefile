@@ -33,7 +33,7 @@ HDR = $(wildcard csrc/*.h)
 OBJ = $(patsubst csrc/%.c,$(BUILD)/obj/%.o,$(SRC))
 MODULE = $(BUILD)/kfsmtp/core.so
 
-.PHONY: all luajit both clang rock check check-asan fuzz test deps demo serve install uninstall clean
+.PHONY: all luajit both clang rock check check-asan fuzz bench test deps demo serve install uninstall clean
 
 all: $(MODULE)
 
@@ -108,6 +108,11 @@ fuzz:
 	  grep -a "DONE" build/fuzz/$$t.log | tail -1; \
 	  grep -E "stat::number_of_executed_units|stat::peak_rss_mb" build/fuzz/$$t.log; \
 	done
+
+# Benchmarks (not tests: nothing fails on a number). QUICK=1 for the short
+# form CI runs so that it cannot rot.
+bench: deps both
+	/usr/bin/python3 bench/bench.py $(if $(QUICK),--quick)
 
 # Installs the Debian packages the build, the specs and the demo need
 # (only those missing, so it is quick and offline once done).

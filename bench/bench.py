@@ -154,6 +154,92 @@ def target(label, value, goal):
     print("- %s: %.2f× (target ≥ %.2f×) %s" % (label, value, goal, "met" if value >= goal else "MISSED"))
 
 
+def wrk(url, seconds, headers=(), script=None, conns=16):
+    cmd = ["wrk", "-t1", "-c%d" % conns, "-d%ds" % seconds, "--latency"]
+    for h in headers:
+        cmd += ["-H", h]
+    if script:
+        cmd += ["-s", script]
+    out = subprocess.run(cmd + [url], capture_output=True, text=True, env=dict(os.environ)).stdout
+    rps = float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))
+    def ms(label):
+        m = re.search(r"\s%s%%\s+([\d.]+)(us|ms|s)" % label, out)
+        v = float(m.group(1))
+        return v / 1000.0 if m.group(2) == "us" else v * 1000.0 if m.group(2) == "s" else v
+    non2xx = re.search(r"Non-2xx or 3xx responses: (\d+)", out)
+    return {"rps": rps, "p50": ms("50"), "p99": ms("99"), "non2xx": int(non2xx.group(1)) if non2xx else 0}
+
+
+def http_bench(quick):
+    """nginx + lua-nginx-module: GET /SMTP against a static return of the same
+    JSON on the same server and worker count; PUT /SMTP per second; GET
+    latency while 16 tests hang on a silent SMTP server."""
+    secs = 2 if quick else 5
+    d = os.path.join(WORK, "nginx")
+    os.makedirs(d)
+    port = free_port()
+    silent_dir = os.path.join(WORK, "silent")
+    os.makedirs(silent_dir)
+    start("%s spec/support/smtpd.py --dir %s --behaviour silent" % (PY, silent_dir))
+    while not os.path.exists(os.path.join(silent_dir, "port")):
+        time.sleep(0.02)
+    silent = int(open(os.path.join(silent_dir, "port")).read())
+    sh("KFSMTP_USER_PASSWORD=bench-pass-1 bin/kfsmtp user-add admin --users-file %s/users.json --permissions all" % d)
+    sh("sh scripts/nginx-conf.sh %s %d %s/store.json %s/users.json 1 'connect_timeout_ms = 30000, timeout_ms = 30000,'"
+       % (d, port, d, d))
+    sh("nginx -p %s -c %s/nginx.conf" % (d, d))
+    try:
+        wait_port(port)
+        auth = "Basic " + __import__("base64").b64encode(b"admin:bench-pass-1").decode()
+        os.environ["KF_AUTH"] = auth
+        hdrs = ("Authorization: " + auth, "X-Keyfactor-Requested-With: APIClient")
+        base = "http://127.0.0.1:%d" % port
+        sh("curl -sf -X PUT -H 'Authorization: %s' -H 'X-Keyfactor-Requested-With: x' -H 'Content-Type: application/json' "
+           "-d '{\"Host\":\"mail.example.com\",\"SenderAccount\":\"kf@example.com\"}' %s/KeyfactorAPI/SMTP" % (auth, base))
+        gets, statics = [], []
+        for _ in range(1 if quick else 3):
+            gets.append(wrk(base + "/KeyfactorAPI/SMTP", secs, hdrs))
+            statics.append(wrk(base + "/static-smtp", secs))
+        get = {k: statistics.median(g[k] for g in gets) for k in ("rps", "p50", "p99", "non2xx")}
+        static = {k: statistics.median(g[k] for g in statics) for k in ("rps", "p50", "p99")}
+        put = wrk(base + "/KeyfactorAPI/SMTP", secs, script="bench/wrk_put.lua", conns=4)
+        # Idle GET latency, then the same under 16 tests held by a silent server.
+        idle = wrk(base + "/KeyfactorAPI/SMTP", secs, hdrs, conns=4)
+        body = json.dumps({"Host": "127.0.0.1", "Port": silent, "SenderAccount": "kf@example.com",
+                           "TestRecipient": "ops@example.com"})
+        hung = [subprocess.Popen(["curl", "-s", "-o", "/dev/null", "-m", "60", "-X", "POST", "-H", "Authorization: " + auth,
+                                  "-H", "X-Keyfactor-Requested-With: x", "-H", "Content-Type: application/json",
+                                  "-d", body, base + "/KeyfactorAPI/SMTP/Test"]) for _ in range(16)]
+        time.sleep(0.5)
+        loaded = wrk(base + "/KeyfactorAPI/SMTP", secs, hdrs, conns=4)
+        still_hung = sum(1 for h in hung if h.poll() is None)
+        for h in hung:
+            h.kill()
+    finally:
+        subprocess.run("nginx -p %s -c %s/nginx.conf -s stop" % (d, d), shell=True)
+    # The fsync a PUT waits for, measured on the same file system.
+    f = os.path.join(d, "fsync-probe")
+    fd = os.open(f, os.O_WRONLY | os.O_CREAT)
+    t0 = time.monotonic()
+    for _ in range(50):
+        os.write(fd, b"x" * 200)
+        os.fsync(fd)
+    fsync_ms = (time.monotonic() - t0) * 1000.0 / 50
+    os.close(fd)
+
+    print("\n### HTTP API (nginx 1 worker, wrk -t1, %d s runs)\n" % secs)
+    print("| request | requests/s | p50 ms | p99 ms |")
+    print("| --- | --- | --- | --- |")
+    print("| GET /SMTP (Basic auth, store get, JSON) | %.0f | %.3f | %.3f |" % (get["rps"], get["p50"], get["p99"]))
+    print("| `return 200 '<same JSON>'` | %.0f | %.3f | %.3f |" % (static["rps"], static["p50"], static["p99"]))
+    print("| PUT /SMTP (4 connections; lock, write, fsync, rename) | %.0f | %.3f | %.3f |" % (put["rps"], put["p50"], put["p99"]))
+    print("| GET /SMTP idle (4 connections) | %.0f | %.3f | %.3f |" % (idle["rps"], idle["p50"], idle["p99"]))
+    print("| GET /SMTP while 16 tests hang on a silent server | %.0f | %.3f | %.3f |" % (loaded["rps"], loaded["p50"], loaded["p99"]))
+    print("\nfsync of a small file here: %.3f ms; %d of 16 hung tests were still in flight when the loaded run ended; non-2xx GETs: %d"
+          % (fsync_ms, still_hung, get["non2xx"]))
+    return get, static, idle, loaded
+
+
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--quick", action="store_true", help="few deliveries, one repetition (CI)")
@@ -225,6 +311,8 @@ def main():
     rss100 = int(re.search(r"rss_after_100 (\d+)", err).group(1))
     rss_end = int(re.search(r"rss_at_end (\d+)", err).group(1))
 
+    http = http_bench(args.quick)
+
     get_out = sh("lua5.4 bench/get_loop.lua %d" % (50000 if args.quick else 500000))
     get_rate, reread_rate = [float(x) for x in re.findall(r"[\d.]+", get_out)]
     get_out_jit = sh("luajit bench/get_loop.lua %d" % (50000 if args.quick else 500000))
@@ -251,6 +339,10 @@ def main():
            % (get_rate, reread_rate), get_rate / reread_rate, 20.0)
     target("get() on an unchanged store / re-read + lua-cjson decode, LuaJIT (%.0f vs %.0f calls/s)"
            % (get_rate_jit, reread_rate_jit), get_rate_jit / reread_rate_jit, 20.0)
+    get, static, idle, loaded = http
+    target("HTTP: GET /SMTP / static return of the same JSON, same nginx and workers", get["rps"] / static["rps"], 0.7)
+    print("- HTTP: GET p99 while 16 tests hang / idle GET p99: %.2f× (target ≤ 2×) %s" % (
+        loaded["p99"] / idle["p99"], "met" if loaded["p99"] <= 2 * idle["p99"] else "MISSED"))
 
 
 if __name__ == "__main__":

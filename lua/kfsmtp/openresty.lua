@@ -168,6 +168,8 @@ local function parse_body(handler)
   return req
 end
 
+local get_bodies = {} -- store path --> { record = , body = }
+
 local ROUTES = {
   ["/smtp"] = { name = "smtp", allow = "GET, PUT", methods = { GET = users.READ, PUT = users.MODIFY } },
   ["/smtp/test"] = { name = "test", allow = "POST", methods = { POST = users.MODIFY } },
@@ -217,12 +219,20 @@ function Handler:handle()
   end
 
   if method == "GET" then
-    local p, err = kfsmtp.open(self.store):get()
-    if not p then
+    local store = kfsmtp.open(self.store)
+    local record, err = store:_load()
+    if not record then
       ngx.log(ngx.ERR, "kfsmtp: ", err.Message)
       return respond(err.status, json.encode(errors.body(err)))
     end
-    return respond(200, json.encode(p))
+    -- The store hands back the same record while nothing changed: so is
+    -- the body, encoded once per change instead of once per request.
+    local cached = get_bodies[self.store]
+    if not cached or cached.record ~= record then
+      cached = { record = record, body = json.encode(assert(store:get())) }
+      get_bodies[self.store] = cached
+    end
+    return respond(200, cached.body)
   end
 
   local req, done = parse_body(self)

@@ -15,14 +15,23 @@ _M.READ = "/system_settings/read/"
 _M.MODIFY = "/system_settings/modify/"
 local SHORT = { read = _M.READ, modify = _M.MODIFY }
 
-local cache = {} -- path --> { sig = , users = }
+local cache = {} -- path --> { sig = , users = , checked = }
+
+-- A changed users file (a user added or removed) takes effect within this
+-- many seconds; in between, requests cost no stat.
+local RECHECK_S = 1
 
 -- load(path) --> users (lower-cased name --> entry) | nil, message
 function _M.load(path)
+  local c = cache[path]
+  local now = os.time()
+  if c and c.checked == now then return c.users end
   local sig, why = core.store_stat(path)
   if not sig then return nil, why end
-  local c = cache[path]
-  if c and c.sig == sig then return c.users end
+  if c and c.sig == sig then
+    c.checked = now - 1 + RECHECK_S
+    return c.users
+  end
   local content, sig2 = core.store_read(path)
   if content == nil then return nil, sig2 end
   local users = {}
@@ -42,7 +51,7 @@ function _M.load(path)
       users[name:lower()] = { name = name, hash = entry.password, permissions = perms }
     end
   end
-  cache[path] = { sig = sig2, users = users }
+  cache[path] = { sig = sig2, users = users, checked = now - 1 + RECHECK_S }
   return users
 end
 
