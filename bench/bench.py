@@ -287,7 +287,7 @@ def main():
          "swaks --silent 2 --server 127.0.0.1:%d --from kf@example.com --to ops@example.com" % sink),
     ]
     starttls = "--host localhost --port %d --mode starttls --user svc --password-file %s" % (tls, pwfile)
-    def tls_contenders(ca):
+    def tls_contenders(ca, n):
         return [
             ("libcurl new handle", "loop", "build/bench/curl_loop --handle new %s --ca %s --n %d" % (starttls, ca, n)),
             ("libcurl reused handle", "loop", "build/bench/curl_loop --handle reuse %s --ca %s --n %d" % (starttls, ca, n)),
@@ -298,9 +298,9 @@ def main():
 
     rows_plain = summarise(measure(plain_contenders, n, reps), "raw socket (floor)", "libcurl reused handle")
     table("Plain SMTP to smtp-sink", rows_plain, "raw socket (floor)", "libcurl reused handle")
-    rows_tls = summarise(measure(tls_contenders(os.path.join(certs, "ca.crt")), n // 2, reps), None, "libcurl new handle")
+    rows_tls = summarise(measure(tls_contenders(os.path.join(certs, "ca.crt"), n // 2), n // 2, reps), None, "libcurl new handle")
     table("STARTTLS + AUTH to aiosmtpd, verified against a one-certificate CA file", rows_tls, None, "libcurl new handle")
-    rows_sys = summarise(measure(tls_contenders(bundle), n // 2, reps), None, "libcurl new handle")
+    rows_sys = summarise(measure(tls_contenders(bundle, n // 2), n // 2, reps), None, "libcurl new handle")
     table("STARTTLS + AUTH, verified against the system CA bundle plus the test CA (%d certificates)"
           % open(bundle).read().count("BEGIN CERTIFICATE"), rows_sys, None, "libcurl new handle")
 
