@@ -199,12 +199,12 @@ function Handler:handle()
       { ["WWW-Authenticate"] = ('Basic realm="%s", charset="UTF-8"'):format(self.realm) })
   end
 
-  local headers = ngx.req.get_headers()
-  if not headers["x-keyfactor-requested-with"] then
+  -- ngx.var reads one header; ngx.req.get_headers() would build a table
+  -- of all of them on every request.
+  if not ngx.var.http_x_keyfactor_requested_with then
     return fail("missing_header", "The header X-Keyfactor-Requested-With is required (e.g. X-Keyfactor-Requested-With: APIClient).")
   end
-  local version = headers["x-keyfactor-api-version"]
-  if type(version) == "table" then version = version[1] end
+  local version = ngx.var.http_x_keyfactor_api_version
   if version and version ~= "1" and version ~= "1.0" then
     return fail("bad_api_version", ("x-keyfactor-api-version %q is not supported for the SMTP endpoints: use 1."):format(version))
   end
@@ -274,9 +274,29 @@ function _M.new(opts)
   return h
 end
 
+-- Handlers built from the same scalar options are reused: the opts table
+-- of a content_by_lua_block is a new table on every request.
+local handlers = {}
+local function handler_key(opts)
+  if opts.authenticate then return nil end -- a new closure every request
+  local parts = {}
+  for _, k in ipairs { "store", "users_file", "base", "thread_pool", "realm", "max_body",
+      "connect_timeout_ms", "timeout_ms", "tls_verify", "ca_file", "helo", "pinned_pubkey" } do
+    parts[#parts + 1] = tostring(opts[k])
+  end
+  return table.concat(parts, "\0")
+end
+
 -- serve(opts): handle the current request (content_by_lua*).
 function _M.serve(opts)
-  return _M.new(opts):handle()
+  opts = opts or {}
+  local key = type(opts) == "table" and handler_key(opts)
+  local h = key and handlers[key]
+  if not h then
+    h = _M.new(opts)
+    if key then handlers[key] = h end
+  end
+  return h:handle()
 end
 
 -- For `error_page 413 = @kfsmtp_too_large`: nginx's own limit
