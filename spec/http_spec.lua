@@ -16,12 +16,7 @@ local GET_FIELDS = { "Host", "Id", "Port", "RelayAuthenticationType", "RelayUser
 local TEST_FIELDS = { "Host", "Id", "Port", "RelayAuthenticationType", "RelayUsername",
   "SenderAccount", "SenderName", "TestRecipient", "UseSSL" }
 
-local function keys(t)
-  local list = {}
-  for k in pairs(t) do list[#list + 1] = k end
-  table.sort(list)
-  return list
-end
+local keys = H.keys
 
 local function error_body(status, body, code, expected_status)
   assert.are.equal(expected_status, status, body)

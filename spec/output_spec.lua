@@ -10,12 +10,7 @@ local TYPES = { Host = "string", Id = "number", Port = "number", RelayAuthentica
   RelayUsername = "string", SenderAccount = "string", SenderAddress = "string",
   SenderName = "string", UseSSL = "boolean" }
 
-local function keys(t)
-  local list = {}
-  for k in pairs(t) do list[#list + 1] = k end
-  table.sort(list)
-  return list
-end
+local keys = H.keys
 
 local function is_integer(v)
   if math.type then return math.type(v) == "integer" end

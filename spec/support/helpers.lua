@@ -161,6 +161,14 @@ end
 
 function H.decode_json(s) return cjson.decode(s) end
 
+-- The sorted keys of a table, to compare shapes.
+function H.keys(t)
+  local list = {}
+  for k in pairs(t) do list[#list + 1] = k end
+  table.sort(list)
+  return list
+end
+
 -- Does needle appear in any string reachable from v (keys, values, the
 -- tostring of tables with __tostring)?
 function H.mentions(v, needle, seen)
