@@ -312,6 +312,16 @@ static int bind_deliver(lua_State *L) {
     req.connect_timeout_ms = bind_intfield(L, 1, "connect_timeout_ms", 10000);
     req.timeout_ms = bind_intfield(L, 1, "timeout_ms", 30000);
     req.want_transcript = bind_boolfield(L, 1, "transcript", 0);
+    {
+        static const char *const stages[] = {"never", "connect", "tls", "auth", "rcpt", NULL};
+        const char *q = bind_optfield(L, 1, "quit_after");
+        int i;
+        req.quit_after = KF_QUIT_NEVER;
+        for (i = 0; q && stages[i]; i++)
+            if (strcmp(q, stages[i]) == 0) req.quit_after = (enum kf_quit_after)i;
+        if (q && req.quit_after == KF_QUIT_NEVER && strcmp(q, "never") != 0)
+            return luaL_error(L, "kfsmtp.core: bad quit_after '%s'", q);
+    }
     if (strcmp(req.tls_mode, "none") && strcmp(req.tls_mode, "starttls") &&
         strcmp(req.tls_mode, "implicit"))
         return luaL_error(L, "kfsmtp.core: bad tls_mode '%s'", req.tls_mode);

@@ -41,6 +41,7 @@ static void dlv_reset(kf_delivery *d) {
     d->body_bytes = d->body_noted = 0;
     d->credentials = d->aborted_no_auth = d->mail_sent = d->quit_sent = 0;
     d->tls_activity = 0;
+    d->quit_at_data = d->quit_done = 0;
     d->auth_mechanism[0] = '\0';
     d->t_starttls = d->t_tls_done = d->t_auth = d->t_mail = d->t_final = 0;
     d->connect_us = d->appconnect_us = d->total_us = d->os_errno = 0;
@@ -124,12 +125,12 @@ static void dlv_capture_cert(kf_delivery *d, X509 *cert) {
 
 /* The SSL object exists only while the connection lives, so the facts are
  * read during the dialog, at the first line exchanged over TLS. */
-static void dlv_capture_tls(kf_delivery *d) {
+static void dlv_capture_tls(kf_delivery *d, CURL *h) {
     struct curl_tlssessioninfo *info = NULL;
     SSL *ssl;
     X509 *cert;
     if (d->tls.captured) return;
-    if (curl_easy_getinfo(d->curl, CURLINFO_TLS_SSL_PTR, &info) != CURLE_OK ||
+    if (curl_easy_getinfo(h, CURLINFO_TLS_SSL_PTR, &info) != CURLE_OK ||
         !info || info->backend != CURLSSLBACKEND_OPENSSL || !info->internals)
         return;
     ssl = info->internals;
@@ -248,14 +249,13 @@ static void dlv_each_line(kf_delivery *d, const char *data, size_t size,
 static int dlv_debug(CURL *h, curl_infotype type, char *data, size_t size,
                      void *userp) {
     kf_delivery *d = userp;
-    (void)h;
     switch (type) {
     case CURLINFO_HEADER_OUT:
-        dlv_capture_tls(d);
+        dlv_capture_tls(d, h);
         dlv_each_line(d, data, size, dlv_client_line);
         break;
     case CURLINFO_HEADER_IN:
-        dlv_capture_tls(d);
+        dlv_capture_tls(d, h);
         dlv_each_line(d, data, size, dlv_server_line);
         break;
     case CURLINFO_DATA_OUT:
@@ -281,6 +281,12 @@ static size_t dlv_read(char *buf, size_t size, size_t nitems, void *userp) {
      * stopping here (after 354, before any message byte) delivers nothing. */
     if (d->credentials && !d->auth_sent) {
         d->aborted_no_auth = 1;
+        return CURL_READFUNC_ABORT;
+    }
+    if (d->quit_at_data) {
+        /* quit_after = "rcpt": MAIL and RCPT were accepted and DATA got
+         * 354; stopping before the first byte delivers nothing. */
+        d->quit_done = 1;
         return CURL_READFUNC_ABORT;
     }
     if (left < room) room = left;
@@ -312,6 +318,9 @@ int kf_delivery_run(kf_delivery *d, const kf_delivery_req *req) {
     int implicit = strcmp(req->tls_mode, "implicit") == 0;
     int starttls = strcmp(req->tls_mode, "starttls") == 0;
     curl_off_t t;
+    CURL *h;
+    int connect_only = req->quit_after == KF_QUIT_CONNECT || req->quit_after == KF_QUIT_TLS ||
+                       req->quit_after == KF_QUIT_AUTH;
 
     dlv_reset(d);
     if (dlv_url(&url, req) != 0) { kf_buf_free(&url); return -1; }
@@ -319,7 +328,9 @@ int kf_delivery_run(kf_delivery *d, const kf_delivery_req *req) {
     if (!rcpt) { kf_buf_free(&url); return -1; }
     d->msg = req->message;
     d->msg_len = req->message_len;
-    d->credentials = req->username != NULL;
+    d->credentials = req->username != NULL && req->quit_after != KF_QUIT_CONNECT &&
+                     req->quit_after != KF_QUIT_TLS;
+    d->quit_at_data = req->quit_after == KF_QUIT_RCPT;
     d->transcript_on = req->want_transcript;
 
     /* Every option is set on every run, so nothing leaks from one test into
@@ -334,7 +345,8 @@ int kf_delivery_run(kf_delivery *d, const kf_delivery_req *req) {
     curl_easy_setopt(c, CURLOPT_FORBID_REUSE, 1L);
     curl_easy_setopt(c, CURLOPT_SSL_SESSIONID_CACHE, 0L);
     curl_easy_setopt(c, CURLOPT_USE_SSL,
-                     (long)(starttls || implicit ? CURLUSESSL_ALL : CURLUSESSL_NONE));
+                     (long)((starttls && req->quit_after != KF_QUIT_CONNECT) || implicit
+                                ? CURLUSESSL_ALL : CURLUSESSL_NONE));
     curl_easy_setopt(c, CURLOPT_SSL_VERIFYPEER, req->tls_verify ? 1L : 0L);
     curl_easy_setopt(c, CURLOPT_SSL_VERIFYHOST, req->tls_verify ? 2L : 0L);
     curl_easy_setopt(c, CURLOPT_CAINFO, req->ca_file ? req->ca_file : ver->cainfo);
@@ -343,8 +355,8 @@ int kf_delivery_run(kf_delivery *d, const kf_delivery_req *req) {
     curl_easy_setopt(c, CURLOPT_CAPATH, NULL);
     curl_easy_setopt(c, CURLOPT_CA_CACHE_TIMEOUT, 86400L);
     curl_easy_setopt(c, CURLOPT_PINNEDPUBLICKEY, req->pinned_pubkey);
-    curl_easy_setopt(c, CURLOPT_USERNAME, req->username);
-    curl_easy_setopt(c, CURLOPT_PASSWORD, req->password);
+    curl_easy_setopt(c, CURLOPT_USERNAME, d->credentials ? req->username : NULL);
+    curl_easy_setopt(c, CURLOPT_PASSWORD, d->credentials ? req->password : NULL);
     curl_easy_setopt(c, CURLOPT_MAIL_FROM, req->mail_from);
     curl_easy_setopt(c, CURLOPT_MAIL_RCPT, rcpt);
     curl_easy_setopt(c, CURLOPT_UPLOAD, 1L);
@@ -355,13 +367,33 @@ int kf_delivery_run(kf_delivery *d, const kf_delivery_req *req) {
     curl_easy_setopt(c, CURLOPT_DEBUGDATA, d);
     curl_easy_setopt(c, CURLOPT_ERRORBUFFER, d->errbuf);
 
+    /* A probe that stops inside libcurl's connect phase (greeting, TLS,
+     * EHLO, AUTH) runs CONNECT_ONLY on a copy of the handle, so that its
+     * connection closes with the copy instead of staying on the kept one. */
+    h = c;
+    if (connect_only) {
+        h = curl_easy_duphandle(c);
+        if (!h) h = c, connect_only = 0;
+        else curl_easy_setopt(h, CURLOPT_CONNECT_ONLY, 1L);
+    }
     d->t_start = dlv_now_ms();
-    d->code = curl_easy_perform(c);
+    d->code = curl_easy_perform(h);
+    if (d->code == CURLE_ABORTED_BY_CALLBACK && d->quit_done) d->code = CURLE_OK;
 
-    if (curl_easy_getinfo(c, CURLINFO_CONNECT_TIME_T, &t) == CURLE_OK) d->connect_us = (long)t;
-    if (curl_easy_getinfo(c, CURLINFO_APPCONNECT_TIME_T, &t) == CURLE_OK) d->appconnect_us = (long)t;
-    if (curl_easy_getinfo(c, CURLINFO_TOTAL_TIME_T, &t) == CURLE_OK) d->total_us = (long)t;
-    if (curl_easy_getinfo(c, CURLINFO_OS_ERRNO, &d->os_errno) != CURLE_OK) d->os_errno = 0;
+    if (curl_easy_getinfo(h, CURLINFO_CONNECT_TIME_T, &t) == CURLE_OK) d->connect_us = (long)t;
+    if (curl_easy_getinfo(h, CURLINFO_APPCONNECT_TIME_T, &t) == CURLE_OK) d->appconnect_us = (long)t;
+    if (curl_easy_getinfo(h, CURLINFO_TOTAL_TIME_T, &t) == CURLE_OK) d->total_us = (long)t;
+    if (curl_easy_getinfo(h, CURLINFO_OS_ERRNO, &d->os_errno) != CURLE_OK) d->os_errno = 0;
+    if (h != c) {
+        size_t sent;
+        if (d->code == CURLE_OK) {
+            /* Say goodbye before the copy closes the connection. */
+            curl_easy_send(h, "QUIT\r\n", 6, &sent);
+            if (d->transcript_on)
+                kf_buf_puts(&d->transcript, d->transcript.len ? "\nC: QUIT" : "C: QUIT");
+        }
+        curl_easy_cleanup(h);
+    }
 
     /* Drop our pointers to the caller's strings and the secret. */
     curl_easy_setopt(c, CURLOPT_PASSWORD, NULL);

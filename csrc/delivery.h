@@ -15,6 +15,9 @@ enum kf_stage {
 
 KF_HIDDEN const char *kf_stage_name(enum kf_stage s);
 
+/* quit_after: run the dialog up to a stage and stop, delivering nothing. */
+enum kf_quit_after { KF_QUIT_NEVER, KF_QUIT_CONNECT, KF_QUIT_TLS, KF_QUIT_AUTH, KF_QUIT_RCPT };
+
 typedef struct kf_delivery_req {
     const char *host;
     long port;
@@ -29,6 +32,7 @@ typedef struct kf_delivery_req {
     const char *pinned_pubkey;
     long connect_timeout_ms, timeout_ms;
     int want_transcript;
+    enum kf_quit_after quit_after;
 } kf_delivery_req;
 
 typedef struct kf_tls_facts {
@@ -53,6 +57,7 @@ typedef struct kf_delivery {
     enum kf_stage stage; /* stage of the last command sent */
     int commands_sent, server_spoke, auth_sent, body_bytes, body_noted;
     int credentials, aborted_no_auth, mail_sent, transcript_on, quit_sent, tls_activity;
+    int quit_at_data, quit_done;
     char auth_mechanism[32];
     double t_start, t_starttls, t_tls_done, t_auth, t_mail, t_final;
     long connect_us, appconnect_us, total_us, os_errno;

@@ -213,8 +213,11 @@ local OPTION_KINDS = {
   store = "string", connect_timeout_ms = "number", timeout_ms = "number",
   tls_verify = "boolean", ca_file = "string", helo = "string",
   pinned_pubkey = "string", tls_mode = "string", transcript = "boolean",
+  quit_after = "string",
 }
 local TLS_MODES = { none = true, starttls = true, implicit = true }
+local QUIT_STAGES = { connect = true, tls = true, auth = true, rcpt = true }
+_M.QUIT_STAGES = QUIT_STAGES
 
 local defaults = {
   connect_timeout_ms = 10000,
@@ -239,6 +242,9 @@ local function check_options(opts, fname)
   end
   if opts.tls_mode and not TLS_MODES[opts.tls_mode] then
     error(("kfsmtp.%s: tls_mode must be \"implicit\", \"starttls\" or \"none\", not %q"):format(fname, opts.tls_mode), 3)
+  end
+  if opts.quit_after and not QUIT_STAGES[opts.quit_after] then
+    error(("kfsmtp.%s: quit_after must be \"connect\", \"tls\", \"auth\" or \"rcpt\", not %q"):format(fname, opts.quit_after), 3)
   end
   for _, k in ipairs { "connect_timeout_ms", "timeout_ms" } do
     if opts[k] and not (opts[k] > 0 and opts[k] <= 86400000) then
@@ -472,6 +478,7 @@ function Store:test(req, opts)
     pinned_pubkey = option(opts, "pinned_pubkey"),
     connect_timeout_ms = connect_timeout_ms, timeout_ms = timeout_ms,
     transcript = want_transcript,
+    quit_after = opts.quit_after,
   }
   password = nil
 
@@ -500,14 +507,32 @@ function Store:test(req, opts)
     cert.names = json.array(cert.names)
     tls.cert = cert
   end
+  -- What the server said it can do, from its (last) EHLO reply.
+  local capabilities, mechanisms = json.array(), json.array()
+  for i, line in ipairs(r.ehlo or {}) do
+    local text = line:match("^%d%d%d[ -](.*)$")
+    if text and i > 1 then
+      capabilities[#capabilities + 1] = text
+      local offered = text:match("^[Aa][Uu][Tt][Hh][ =](.*)$")
+      if offered then
+        for mech in offered:gmatch("%S+") do mechanisms[#mechanisms + 1] = mech:upper() end
+      end
+    end
+  end
+  if opts.quit_after then
+    warnings[#warnings + 1] = ("quit_after = %q: the dialog stopped there as asked; no message was sent."):format(opts.quit_after)
+  end
   local info = {
+    quit_after = opts.quit_after,
+    capabilities = capabilities,
+    auth_mechanisms_offered = mechanisms,
     timings = r.timings,
     tls = tls,
     auth_mechanism = r.auth_mechanism ~= "" and r.auth_mechanism or "none",
     greeting = r.greeting,
-    reply = r.final_reply,
-    queue_id = queue_id_of(r.final_reply),
-    message_id = message_id,
+    reply = opts.quit_after and errors.last_line(r.reply) or r.final_reply,
+    queue_id = not opts.quit_after and queue_id_of(r.final_reply) or nil,
+    message_id = not opts.quit_after and message_id or nil,
     warnings = warnings,
     transcript = transcript,
   }
@@ -539,8 +564,8 @@ function _M.configure(opts)
     error(("kfsmtp.configure: opts must be a table, not a %s"):format(type(opts)), 2)
   end
   check_options(opts, "configure")
-  if opts.transcript ~= nil then
-    error("kfsmtp.configure: transcript is a per-call option of test()", 2)
+  if opts.transcript ~= nil or opts.quit_after ~= nil then
+    error("kfsmtp.configure: transcript and quit_after are per-call options of test()", 2)
   end
   for k, v in pairs(opts) do defaults[k] = v end
 end

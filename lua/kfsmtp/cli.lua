@@ -46,6 +46,8 @@ Test options:
   --helo NAME               EHLO name (default: this machine's host name)
   --connect-timeout-ms N    default 10000
   --timeout-ms N            whole test, default 30000
+  --quit-after STAGE        connect | tls | auth | rcpt: run the dialog up to
+                            that stage and stop; NO message is sent
   --transcript              print the SMTP dialog (secrets as ***) on stderr
   --info                    print the details (timings, TLS, reply) as JSON on stderr
 
@@ -80,7 +82,7 @@ local FIELD_FLAGS = {
 }
 local OPTION_FLAGS = {
   ["tls-mode"] = "tls_mode", ["ca-file"] = "ca_file", helo = "helo",
-  ["pinned-pubkey"] = "pinned_pubkey",
+  ["pinned-pubkey"] = "pinned_pubkey", ["quit-after"] = "quit_after",
   ["connect-timeout-ms"] = "connect_timeout_ms", ["timeout-ms"] = "timeout_ms",
 }
 local SWITCHES = { transcript = true, info = true, insecure = true, replace = true,
@@ -297,6 +299,10 @@ function _M.main(argv, io_)
   for k, v in pairs(a.options) do opts[k] = v end
   if a.flags.insecure then opts.tls_verify = false end
   if a.flags.transcript then opts.transcript = true end
+  if opts.quit_after and not kfsmtp.QUIT_STAGES[opts.quit_after] then
+    say("kfsmtp: --quit-after takes connect, tls, auth or rcpt\n")
+    return EXIT.usage
+  end
   local ok, res, info = pcall(store.test, store, req, opts)
   if not ok then
     say("kfsmtp: " .. tostring(res) .. "\n")
@@ -308,8 +314,13 @@ function _M.main(argv, io_)
     for _, line in ipairs(info.transcript) do say(line .. "\n") end
   end
   for _, w in ipairs(info.warnings) do say("kfsmtp: warning: " .. w .. "\n") end
-  say(("kfsmtp: %s port %d accepted the test message (%s; auth %s) in %.1f ms: %s\n"):format(
-    res.Host, res.Port, tls_words(info), info.auth_mechanism, info.timings.total, info.reply))
+  if info.quit_after then
+    say(("kfsmtp: %s port %d: dialog good up to %s (%s; auth %s) in %.1f ms: %s; nothing was sent\n"):format(
+      res.Host, res.Port, info.quit_after, tls_words(info), info.auth_mechanism, info.timings.total, info.reply))
+  else
+    say(("kfsmtp: %s port %d accepted the test message (%s; auth %s) in %.1f ms: %s\n"):format(
+      res.Host, res.Port, tls_words(info), info.auth_mechanism, info.timings.total, info.reply))
+  end
   if a.flags.info then
     local shown = {}
     for k, v in pairs(info) do if k ~= "transcript" then shown[k] = v end end

@@ -241,7 +241,22 @@ function Handler:handle()
   if route.name == "smtp" then
     status, body = in_thread(self, "kfsmtp.openresty", "run_update", self.store, req)
   else
-    status, body = in_thread(self, "kfsmtp.openresty", "run_test", self.store, req, self.test_options)
+    -- QuitAfter (any letter case): kfsmtp's extra field for a check that
+    -- sends no mail; not part of Keyfactor's API.
+    local opts = self.test_options
+    for k, v in pairs(req) do
+      if type(k) == "string" and k:lower() == "quitafter" then
+        if type(v) ~= "string" or not kfsmtp.QUIT_STAGES[v:lower()] then
+          local e = errors.field("QuitAfter", "QuitAfter must be connect, tls, auth or rcpt.")
+          return respond(e.status, json.encode(errors.body(e)))
+        end
+        opts = {}
+        for ok, ov in pairs(self.test_options) do opts[ok] = ov end
+        opts.quit_after = v:lower()
+        req[k] = nil
+      end
+    end
+    status, body = in_thread(self, "kfsmtp.openresty", "run_test", self.store, req, opts)
   end
   if not status then
     return fail("internal", "The request could not be run (see the server's error log).")

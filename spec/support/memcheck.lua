@@ -15,6 +15,9 @@ for i = 1, 3 do
   local req = { Host = "127.0.0.1", Port = port, SenderAccount = "kf@example.com",
     SenderName = "Zertifikatsstelle Köln", TestRecipient = "ops@example.com" }
   assert(store:test(req, { transcript = true }))
+  for _, stage in ipairs { "connect", "tls", "auth", "rcpt" } do
+    assert(store:test(req, { quit_after = stage, transcript = true }))
+  end
   req.TestRecipient = "nobody@example.com"
   assert(not store:test(req, { transcript = true }))
   req.Port = closed
