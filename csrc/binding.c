@@ -13,6 +13,7 @@
 #include "delivery.h"
 #include "kfsmtp.h"
 #include "store.h"
+#include "token.h"
 #include "version.h"
 
 #define BIND_SESSION_MT "kfsmtp.session"
@@ -299,6 +300,7 @@ static int bind_deliver(lua_State *L) {
     req.tls_mode = bind_field(L, 1, "tls_mode");
     req.username = bind_optfield(L, 1, "username");
     req.password = bind_optfield(L, 1, "password");
+    req.bearer = bind_optfield(L, 1, "bearer");
     req.mail_from = bind_field(L, 1, "mail_from");
     req.rcpt_to = bind_field(L, 1, "rcpt_to");
     lua_getfield(L, 1, "message");
@@ -328,6 +330,47 @@ static int bind_deliver(lua_State *L) {
     if (kf_delivery_run(d, &req) != 0)
         return luaL_error(L, "kfsmtp.core: out of memory preparing the delivery");
     bind_push_result(L, d, &req);
+    return 1;
+}
+
+/* fetch_token{endpoint, client_id, client_secret, scope, audience, ca_file,
+ * tls_verify, connect_timeout_ms, timeout_ms}
+ * --> { ok, http_status, body, curl_code, curl_error } */
+static int bind_fetch_token(lua_State *L) {
+    kf_token_req req;
+    kf_delivery *d;
+    kf_buf *body;
+    long status = 0;
+    char errbuf[CURL_ERROR_SIZE];
+    CURLcode rc;
+    luaL_checktype(L, 1, LUA_TTABLE);
+    d = bind_session(L);
+    memset(&req, 0, sizeof req);
+    req.endpoint = bind_field(L, 1, "endpoint");
+    req.client_id = bind_field(L, 1, "client_id");
+    req.client_secret = bind_field(L, 1, "client_secret");
+    req.scope = bind_optfield(L, 1, "scope");
+    req.audience = bind_optfield(L, 1, "audience");
+    req.ca_file = bind_optfield(L, 1, "ca_file");
+    req.tls_verify = bind_boolfield(L, 1, "tls_verify", 1);
+    req.connect_timeout_ms = bind_intfield(L, 1, "connect_timeout_ms", 10000);
+    req.timeout_ms = bind_intfield(L, 1, "timeout_ms", 30000);
+    if (!d->token_curl && !(d->token_curl = curl_easy_init()))
+        return luaL_error(L, "kfsmtp.core: curl_easy_init failed");
+    body = bind_new_buf(L);
+    rc = kf_token_fetch(d->token_curl, &req, body, &status, errbuf);
+    lua_createtable(L, 0, 5);
+    lua_pushboolean(L, rc == CURLE_OK);
+    lua_setfield(L, -2, "ok");
+    kf_pushint(L, status);
+    lua_setfield(L, -2, "http_status");
+    bind_set_str(L, "body", body);
+    kf_pushint(L, rc);
+    lua_setfield(L, -2, "curl_code");
+    lua_pushstring(L, errbuf[0] ? errbuf : curl_easy_strerror(rc));
+    lua_setfield(L, -2, "curl_error");
+    /* The answer holds the access token. */
+    kf_buf_wipe_free(body);
     return 1;
 }
 
@@ -487,6 +530,7 @@ static const luaL_Reg bind_functions[] = {
     {"check_display_name", bind_check_display_name},
     {"compose", bind_compose},
     {"deliver", bind_deliver},
+    {"fetch_token", bind_fetch_token},
     {"store_read", bind_store_read},
     {"store_stat", bind_store_stat},
     {"store_write", bind_store_write},

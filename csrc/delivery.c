@@ -62,7 +62,8 @@ void kf_delivery_close(kf_delivery *d) {
                       &d->ehlo, &d->tls.subject, &d->tls.issuer, &d->tls.names};
     size_t i;
     if (d->curl) curl_easy_cleanup(d->curl);
-    d->curl = NULL;
+    if (d->token_curl) curl_easy_cleanup(d->token_curl);
+    d->curl = d->token_curl = NULL;
     for (i = 0; i < sizeof bufs / sizeof bufs[0]; i++) kf_buf_free(bufs[i]);
 }
 
@@ -357,6 +358,11 @@ int kf_delivery_run(kf_delivery *d, const kf_delivery_req *req) {
     curl_easy_setopt(c, CURLOPT_PINNEDPUBLICKEY, req->pinned_pubkey);
     curl_easy_setopt(c, CURLOPT_USERNAME, d->credentials ? req->username : NULL);
     curl_easy_setopt(c, CURLOPT_PASSWORD, d->credentials ? req->password : NULL);
+    curl_easy_setopt(c, CURLOPT_XOAUTH2_BEARER, d->credentials ? req->bearer : NULL);
+    /* With a token, only the OAuth mechanisms: never a password mechanism
+     * with an empty password. */
+    curl_easy_setopt(c, CURLOPT_LOGIN_OPTIONS,
+                     d->credentials && req->bearer ? "AUTH=OAUTHBEARER;AUTH=XOAUTH2" : NULL);
     curl_easy_setopt(c, CURLOPT_MAIL_FROM, req->mail_from);
     curl_easy_setopt(c, CURLOPT_MAIL_RCPT, rcpt);
     curl_easy_setopt(c, CURLOPT_UPLOAD, 1L);
@@ -397,6 +403,7 @@ int kf_delivery_run(kf_delivery *d, const kf_delivery_req *req) {
 
     /* Drop our pointers to the caller's strings and the secret. */
     curl_easy_setopt(c, CURLOPT_PASSWORD, NULL);
+    curl_easy_setopt(c, CURLOPT_XOAUTH2_BEARER, NULL);
     curl_easy_setopt(c, CURLOPT_USERNAME, NULL);
     curl_easy_setopt(c, CURLOPT_MAIL_RCPT, NULL);
     curl_easy_setopt(c, CURLOPT_ERRORBUFFER, NULL);

@@ -23,6 +23,7 @@ typedef struct kf_delivery_req {
     long port;
     const char *tls_mode; /* "none" | "starttls" | "implicit" */
     const char *username, *password; /* NULL: anonymous */
+    const char *bearer; /* OAuth access token: AUTH with OAUTHBEARER or XOAUTH2 */
     const char *mail_from, *rcpt_to;
     const char *message;
     size_t message_len;
@@ -46,6 +47,7 @@ typedef struct kf_tls_facts {
 
 typedef struct kf_delivery {
     CURL *curl;
+    CURL *token_curl; /* for token requests, kept for its CA cache */
     char errbuf[CURL_ERROR_SIZE];
     CURLcode code;
     /* What the dialog showed, reset for every delivery. */

@@ -34,15 +34,18 @@ end
 -- Canonical field name --> kind of value.
 local FIELD_KINDS = {
   Host = "string", Id = "whole", Port = "whole", RelayAuthenticationType = "whole",
-  RelayUsername = "string", RelayPassword = "string", SenderAccount = "string",
+  RelayUsername = "string", RelayPassword = "secret", SenderAccount = "string",
   SenderAddress = "string", SenderName = "string", TestRecipient = "string",
   UseSSL = "boolean",
+  -- RelayAuthenticationType 3, OAuth 2.0 client credentials.
+  ClientId = "string", ClientSecret = "secret", TokenEndpoint = "string",
+  Scope = "string", Audience = "string",
 }
 local CANONICAL = {}
 for name in pairs(FIELD_KINDS) do CANONICAL[name:lower()] = name end
 
-local AUTH_ANONYMOUS, AUTH_PASSWORD = 0, 2
-local SUPPORTED_AUTH = "0 (anonymous) and 2 (username and password)"
+local AUTH_ANONYMOUS, AUTH_PASSWORD, AUTH_OAUTH = 0, 2, 3
+local SUPPORTED_AUTH = "0 (anonymous), 2 (username and password) and 3 (OAuth 2.0 client credentials)"
 
 local function describe(v)
   if v == cjson.null then return "null" end
@@ -51,6 +54,21 @@ end
 
 local function coerce(name, v)
   local kind = FIELD_KINDS[name]
+  if kind == "secret" then
+    -- Version 2 of the API sends secrets as {"SecretValue": "..."}.
+    if type(v) == "table" then
+      local inner
+      for k, x in pairs(v) do
+        if type(k) == "string" and k:lower() == "secretvalue" then inner = x end
+      end
+      if type(inner) ~= "string" and inner ~= nil and inner ~= cjson.null then
+        return nil, errors.field(name, ("%s.SecretValue must be a string."):format(name))
+      end
+      if inner == nil or inner == cjson.null then return nil end
+      v = inner
+    end
+    kind = "string"
+  end
   if kind == "string" then
     if type(v) ~= "string" then
       return nil, errors.field(name, ("%s must be a string, not a %s."):format(name, describe(v)))
@@ -132,12 +150,14 @@ local function check_settings(t, for_test)
   end
   t.RelayAuthenticationType = t.RelayAuthenticationType or AUTH_ANONYMOUS
   local auth = t.RelayAuthenticationType
-  if auth ~= AUTH_ANONYMOUS and auth ~= AUTH_PASSWORD then
+  if auth ~= AUTH_ANONYMOUS and auth ~= AUTH_PASSWORD and auth ~= AUTH_OAUTH then
     return errors.field("RelayAuthenticationType",
       ("RelayAuthenticationType %s is not supported: the supported values are %s."):format(tostring(auth), SUPPORTED_AUTH))
   end
   t.RelayUsername = t.RelayUsername or ""
-  if auth == AUTH_PASSWORD and t.RelayUsername == "" then
+  if auth == AUTH_OAUTH then
+    -- The OAuth fields are checked once stored values have filled the gaps.
+  elseif auth == AUTH_PASSWORD and t.RelayUsername == "" then
     return errors.field("RelayUsername", "RelayUsername is required when RelayAuthenticationType is 2: give the account (DOMAIN\\user or an address) that logs in to the relay.")
   end
   if (t.SenderAccount == nil or t.SenderAccount == "") and t.SenderAddress and t.SenderAddress ~= "" then
@@ -155,6 +175,49 @@ local function check_settings(t, for_test)
   if for_test then
     err = require_mailbox(t, "TestRecipient", "one recipient address")
     if err then return err end
+  end
+end
+
+-- TokenEndpoint: https, or http to a loopback host (a local test server).
+local function endpoint_problem(url)
+  local scheme, rest = url:match("^(%a[%w+.-]*)://(.*)$")
+  if not scheme then return "must be the token endpoint's https:// URL" end
+  scheme = scheme:lower()
+  local authority = rest:match("^([^/?#]*)")
+  if authority:find("@", 1, true) then return "must not carry a user or password" end
+  local host = authority:match("^%[([^%]]+)%]") or authority:match("^([^:]+)")
+  if not host or host == "" then return "has no host" end
+  if url:find("%s") then return "contains whitespace" end
+  if scheme == "https" then return nil end
+  if scheme == "http" and (host:lower() == "localhost" or host:match("^127%.%d+%.%d+%.%d+$") or host == "::1") then
+    return nil
+  end
+  return "must use https (plain http is accepted only for a loopback host such as 127.0.0.1)"
+end
+
+local function check_oauth(t)
+  for _, name in ipairs { "ClientId", "TokenEndpoint", "Scope" } do
+    if t[name] == nil or t[name] == "" then
+      return errors.field(name, ("%s is required when RelayAuthenticationType is 3 (OAuth 2.0 client credentials)."):format(name))
+    end
+  end
+  local why = endpoint_problem(t.TokenEndpoint)
+  if why then return errors.field("TokenEndpoint", "TokenEndpoint " .. why .. ".") end
+end
+
+local function missing_client_secret()
+  return errors.field("ClientSecret", "ClientSecret is required when RelayAuthenticationType is 3 (the stored one is reused only while ClientId and TokenEndpoint stay as stored).")
+end
+
+-- Fills absent OAuth fields from the stored record: the non-secret ones
+-- always, the secret only for the same client at the same endpoint.
+local function oauth_from_stored(t, stored)
+  for _, name in ipairs { "ClientId", "TokenEndpoint", "Scope", "Audience" } do
+    if t[name] == nil then t[name] = stored[name] end
+  end
+  if (t.ClientSecret == nil or t.ClientSecret == "") and stored.ClientSecret and stored.ClientSecret ~= ""
+      and stored.ClientId == t.ClientId and stored.TokenEndpoint == t.TokenEndpoint then
+    t.ClientSecret = stored.ClientSecret
   end
 end
 
@@ -195,7 +258,11 @@ end
 
 -- The stored record: the profile plus its password.
 local function record_of(t)
+  local oauth = t.RelayAuthenticationType == AUTH_OAUTH
   return {
+    ClientId = oauth and t.ClientId or nil, ClientSecret = oauth and t.ClientSecret or nil,
+    TokenEndpoint = oauth and t.TokenEndpoint or nil, Scope = oauth and t.Scope or nil,
+    Audience = oauth and t.Audience or nil,
     Host = t.Host, Id = 1, Port = t.Port,
     RelayAuthenticationType = t.RelayAuthenticationType,
     RelayUsername = t.RelayUsername,
@@ -389,8 +456,8 @@ function Store:update(req)
   if not t then return nil, err end
   err = check_settings(t, false)
   if err then return nil, err end
-  if t.RelayAuthenticationType == AUTH_ANONYMOUS then
-    -- Anonymous relays need no secret: none is kept.
+  if t.RelayAuthenticationType ~= AUTH_PASSWORD then
+    -- Only the scheme in use keeps a secret.
     t.RelayPassword = nil
   end
 
@@ -401,6 +468,12 @@ function Store:update(req)
   local current
   current, err = self:_read()
   if not current then lock:release(); return nil, err end
+  if t.RelayAuthenticationType == AUTH_OAUTH then
+    oauth_from_stored(t, current)
+    err = check_oauth(t)
+    if not err and (t.ClientSecret == nil or t.ClientSecret == "") then err = missing_client_secret() end
+    if err then lock:release(); return nil, err end
+  end
   if t.RelayAuthenticationType == AUTH_PASSWORD and (t.RelayPassword == nil or t.RelayPassword == "") then
     if current.RelayUsername == t.RelayUsername and current.RelayPassword and current.RelayPassword ~= "" then
       t.RelayPassword = current.RelayPassword
@@ -427,6 +500,59 @@ function Store:update(req)
   return profile_out(record)
 end
 
+local forget_token, oauth_token
+
+-- Access tokens, per (endpoint, client, secret, scope, audience), until a
+-- minute before they expire. Memory only; never stored or returned.
+local tokens = {}
+local TOKEN_MARGIN_S = 60
+
+local function token_key(o)
+  return table.concat({ o.endpoint, o.client_id, o.client_secret, o.scope, o.audience or "" }, "\0")
+end
+
+forget_token = function(o)
+  tokens[token_key(o)] = nil
+end
+
+-- oauth_token(o, opts) --> token, from_cache | nil, nil, err (stage "token")
+oauth_token = function(o, opts)
+  local key = token_key(o)
+  local cached = tokens[key]
+  if cached and os.time() < cached.expires then return cached.token, true end
+  local r = core.fetch_token {
+    endpoint = o.endpoint, client_id = o.client_id, client_secret = o.client_secret,
+    scope = o.scope, audience = o.audience,
+    ca_file = option(opts, "ca_file"), tls_verify = option(opts, "tls_verify"),
+    connect_timeout_ms = option(opts, "connect_timeout_ms"), timeout_ms = option(opts, "timeout_ms"),
+  }
+  local doc = r.body ~= "" and cjson.decode(r.body) or nil
+  if type(doc) ~= "table" then doc = {} end
+  local err_text = type(doc.error) == "string" and doc.error or nil
+  local description = type(doc.error_description) == "string" and doc.error_description:gsub("[%c]", " ") or nil
+  if not r.ok then
+    local timed_out = r.curl_code == 28
+    return nil, nil, errors.new(timed_out and "token_timeout" or "token", { stage = "token",
+      Message = ("The token endpoint %s could not be reached (%s): check TokenEndpoint and the network path to it."):format(
+        o.endpoint, r.curl_error), detail = r.curl_error })
+  end
+  if r.http_status ~= 200 or type(doc.access_token) ~= "string" or doc.access_token == "" then
+    local what = err_text and (err_text .. (description and (": " .. description) or "")) or
+      ("no access_token in the answer")
+    local hint = (err_text == "invalid_client" or r.http_status == 401)
+      and " Check ClientId and ClientSecret (an expired client secret looks the same)."
+      or (err_text == "invalid_scope") and " Check Scope (for Microsoft 365: https://outlook.office365.com/.default)."
+      or ""
+    return nil, nil, errors.new("token", { stage = "token", http_status = r.http_status, error = err_text,
+      error_description = description,
+      Message = ("The token endpoint refused the client credentials (HTTP %d, %s).%s Nothing was sent to the SMTP server."):format(
+        r.http_status, what, hint) })
+  end
+  local lifetime = tonumber(doc.expires_in) or 3600
+  tokens[key] = { token = doc.access_token, expires = os.time() + math.max(0, lifetime - TOKEN_MARGIN_S) }
+  return doc.access_token, false
+end
+
 local function queue_id_of(reply)
   if not reply then return nil end
   return reply:match("[Qq]ueued as ([%w%.%-_]+)") or reply:match("[Ii]nternal[Ii]d=(%d+)")
@@ -443,8 +569,19 @@ function Store:test(req, opts)
   err = check_settings(t, true)
   if err then return nil, err end
 
-  local password
-  if t.RelayAuthenticationType == AUTH_PASSWORD then
+  local password, oauth
+  if t.RelayAuthenticationType == AUTH_OAUTH then
+    local stored
+    stored, err = self:_load()
+    if not stored then return nil, err end
+    oauth_from_stored(t, stored)
+    err = check_oauth(t)
+    if not err and (t.ClientSecret == nil or t.ClientSecret == "") then err = missing_client_secret() end
+    if err then return nil, err end
+    oauth = { endpoint = t.TokenEndpoint, client_id = t.ClientId, client_secret = t.ClientSecret,
+      scope = t.Scope, audience = t.Audience,
+      mailbox = t.RelayUsername ~= "" and t.RelayUsername or t.SenderAccount }
+  elseif t.RelayAuthenticationType == AUTH_PASSWORD then
     password = t.RelayPassword
     if password == nil or password == "" then
       local stored
@@ -469,9 +606,18 @@ function Store:test(req, opts)
   local connect_timeout_ms = option(opts, "connect_timeout_ms")
   local timeout_ms = option(opts, "timeout_ms")
   local want_transcript = opts.transcript == true
-  local r = core.deliver {
+  local token, token_cached
+  if oauth then
+    token, token_cached, err = oauth_token(oauth, opts)
+    if not token then
+      err.transcript = want_transcript and json.array() or nil
+      return nil, err
+    end
+  end
+  local delivery = {
     host = t.Host, port = t.Port, tls_mode = tls_mode,
-    username = password and t.RelayUsername or nil, password = password,
+    username = oauth and oauth.mailbox or (password and t.RelayUsername) or nil, password = password,
+    bearer = token,
     mail_from = "<" .. t.SenderAccount .. ">", rcpt_to = "<" .. t.TestRecipient .. ">",
     message = message, helo = helo_name(opts),
     ca_file = option(opts, "ca_file"), tls_verify = tls_verify,
@@ -480,13 +626,23 @@ function Store:test(req, opts)
     transcript = want_transcript,
     quit_after = opts.quit_after,
   }
-  password = nil
+  local r = core.deliver(delivery)
+  if oauth and not r.ok and r.stage == "auth" and r.auth_sent and token_cached then
+    -- The relay refused a cached token (revoked, or expired early): fetch
+    -- a new one and try once more.
+    forget_token(oauth)
+    token, token_cached, err = oauth_token(oauth, opts)
+    if not token then return nil, err end
+    delivery.bearer = token
+    r = core.deliver(delivery)
+  end
+  password, token, delivery = nil, nil, nil
 
   local transcript = want_transcript and json.array(r.transcript) or nil
   if not r.ok then
     err = errors.from_delivery(r, {
       host = t.Host, port = t.Port, tls_mode = tls_mode,
-      sender = t.SenderAccount, recipient = t.TestRecipient,
+      sender = t.SenderAccount, recipient = t.TestRecipient, oauth = oauth ~= nil,
       connect_timeout_ms = connect_timeout_ms, timeout_ms = timeout_ms,
     })
     err.transcript = transcript

@@ -24,13 +24,20 @@ Fields:
   --host NAME               SMTP server host name or IP address
   --port N                  port (25, 587, 465 ...); default 25
   --use-ssl / --no-use-ssl  TLS: implicit on 465, STARTTLS (required) elsewhere
-  --auth-type 0|2           0 anonymous, 2 username and password
+  --auth-type 0|2|3         0 anonymous, 2 username and password,
+                            3 OAuth 2.0 client credentials (XOAUTH2/OAUTHBEARER)
   --username USER           relay account, DOMAIN\user or an address
   --password-file FILE      read the relay password from FILE (first line)
   --password-env VAR        read it from environment variable VAR
                             (default: KFSMTP_RELAY_PASSWORD when set)
                             The password is never accepted on the command
                             line, where other users could read it.
+  --client-id ID            OAuth (type 3): the app's client id
+  --client-secret-file FILE OAuth: the client secret (first line); default
+                            KFSMTP_CLIENT_SECRET; never on the command line
+  --token-endpoint URL      OAuth: https URL of the token endpoint
+  --scope SCOPE             OAuth: e.g. https://outlook.office365.com/.default
+  --audience AUDIENCE       OAuth: optional, sent as "resource"
   --sender-account ADDRESS  envelope sender and From address
   --sender-name NAME        display name in From
   --json FILE               read fields as a JSON object from FILE (- = stdin);
@@ -61,7 +68,7 @@ KFSMTP_USER_PASSWORD; stored as a salted PBKDF2 hash). Permissions: read
 
 Exit status: 0 ok; 2 usage; 3 invalid field; 4 store error; failing test
 stage: 10 resolve, 11 connect, 12 greeting, 13 tls, 14 ehlo, 15 auth,
-16 mail, 17 rcpt, 18 data.
+16 mail, 17 rcpt, 18 data, 19 token (OAuth token endpoint).
 ]]
 
 local EXIT = {
@@ -79,6 +86,8 @@ local FIELD_FLAGS = {
   ["sender-account"] = { "SenderAccount" }, ["sender-name"] = { "SenderName" },
   recipient = { "TestRecipient" }, ["test-recipient"] = { "TestRecipient" },
   id = { "Id" },
+  ["client-id"] = { "ClientId" }, ["token-endpoint"] = { "TokenEndpoint" },
+  scope = { "Scope" }, audience = { "Audience" },
 }
 local OPTION_FLAGS = {
   ["tls-mode"] = "tls_mode", ["ca-file"] = "ca_file", helo = "helo",
@@ -88,7 +97,7 @@ local OPTION_FLAGS = {
 local SWITCHES = { transcript = true, info = true, insecure = true, replace = true,
   help = true, ["use-ssl"] = true, ["no-use-ssl"] = true }
 local VALUE_FLAGS = { store = true, json = true, ["password-file"] = true, ["password-env"] = true,
-  ["users-file"] = true, permissions = true }
+  ["users-file"] = true, permissions = true, ["client-secret-file"] = true }
 
 local function usage_error(msg)
   return { usage = msg }
@@ -110,6 +119,8 @@ local function parse(argv)
       else
         return nil, usage_error(("unexpected argument %q"):format(word))
       end
+    elseif name == "client-secret" then
+      return nil, usage_error("the client secret is never taken from the command line: use --client-secret-file FILE or KFSMTP_CLIENT_SECRET")
     elseif name == "password" or name == "relay-password" then
       return nil, usage_error("the password is never taken from the command line (other users can read it in the process list): use --password-file FILE, --password-env VAR or KFSMTP_RELAY_PASSWORD")
     elseif SWITCHES[name] then
@@ -286,6 +297,16 @@ function _M.main(argv, io_)
     return EXIT.usage
   end
   if password then req.RelayPassword = password end
+  if a.flags["client-secret-file"] then
+    local s, why2 = read_file(a.flags["client-secret-file"])
+    if not s then
+      say("kfsmtp: cannot read --client-secret-file: " .. tostring(why2) .. "\n")
+      return EXIT.usage
+    end
+    req.ClientSecret = s:match("^([^\r\n]*)")
+  elseif env("KFSMTP_CLIENT_SECRET") then
+    req.ClientSecret = env("KFSMTP_CLIENT_SECRET")
+  end
 
   if a.command == "update" then
     local p, err = store:update(req)

@@ -32,6 +32,8 @@ local CODES = {
   rcpt             = { "0xA0530070", 502 },
   data             = { "0xA0530080", 502 },
   timeout          = { "0xA0530090", 504 },
+  token            = { "0xA05300A0", 502 },
+  token_timeout    = { "0xA05300A1", 504 },
   store_corrupt    = { "0xA05300F0", 500 },
   store_io         = { "0xA05300F1", 500 },
   -- The HTTP API's own answers.
@@ -211,9 +213,16 @@ function _M.from_delivery(r, ctx)
         if mechs then offered = mechs end
       end
       msg = ("The server at %s offers no authentication mechanism kfsmtp can use (offered: %s)."):format(where(ctx), offered ~= "" and offered or "none")
+      if ctx.oauth then
+        msg = msg .. " RelayAuthenticationType 3 needs XOAUTH2 or OAUTHBEARER; for Microsoft 365 use smtp.office365.com port 587."
+      end
     elseif timed_out then
       kind = "timeout"
       msg = ("The server at %s did not answer the authentication within %s."):format(where(ctx), secs(phase_ms))
+    elseif ctx.oauth then
+      kind = "auth"
+      msg = ("The server at %s refused the OAuth access token%s: the token endpoint issued it, but the mail service does not accept it for this mailbox. Check that the app may send as RelayUsername (for Microsoft 365: the SMTP.SendAsApp permission, a service principal registered in Exchange, and SMTP AUTH enabled for the mailbox) and that Scope names the mail service.%s"):format(
+        where(ctx), reply and (" (" .. reply .. ")") or "", hint_for_enhanced(enhanced))
     else
       kind = "auth"
       msg = ("The server at %s rejected the credentials%s: check RelayUsername (DOMAIN\\user form if the server expects it) and RelayPassword.%s"):format(where(ctx), reply and (" (" .. reply .. ")") or "", hint_for_enhanced(enhanced))

@@ -103,6 +103,9 @@ function H.start_smtp(opts)
     args[#args + 1] = "--auth-file " .. H.q(dir .. "/auth")
   end
   if opts.host then args[#args + 1] = "--host " .. H.q(opts.host) end
+  if opts.oauth_token_file then args[#args + 1] = "--oauth-token-file " .. H.q(opts.oauth_token_file) end
+  if opts.oauth_only then args[#args + 1] = "--oauth-only" end
+  if opts.oauth_mechs then args[#args + 1] = "--oauth-mechs " .. opts.oauth_mechs end
   if opts.auth_required then args[#args + 1] = "--auth-required" end
   if opts.auth_plaintext then args[#args + 1] = "--auth-plaintext" end
   if opts.require_tls then args[#args + 1] = "--require-tls" end

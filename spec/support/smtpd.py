@@ -5,7 +5,9 @@ Run with Debian's interpreter, which has aiosmtpd:
 
   /usr/bin/python3 spec/support/smtpd.py --dir DIR [--host H] [--port N]
       [--mode plain|starttls|implicit] [--cert FILE --key FILE] [--require-tls]
-      [--auth USER:PASSWORD] [--auth-required] [--auth-plaintext]
+      [--auth USER:PASSWORD | --auth-file FILE] [--auth-required]
+      [--auth-plaintext] [--oauth-token-file FILE [--oauth-only]
+      [--oauth-mechs XOAUTH2|OAUTHBEARER|XOAUTH2,OAUTHBEARER]]
       [--behaviour BEHAVIOUR] [--debug]
 
 Files in DIR:
@@ -18,6 +20,24 @@ Files in DIR:
   commands.log  each command line received, one per line (raw bytes minus CRLF);
                 message data is not logged, AUTH is logged as "AUTH <MECH> ***"
                 and every line of the AUTH exchange as "***"
+
+OAuth (--oauth-token-file FILE): AUTH also offers XOAUTH2 and OAUTHBEARER
+(--oauth-mechs picks which; --oauth-only drops LOGIN and PLAIN even with
+--auth). The bearer token must equal FILE's content, stripped, read at each
+AUTH, so the token never appears in argv. Either mechanism takes an initial
+response or answers a bare AUTH with "334 " and reads it then:
+  XOAUTH2      "user=USER\x01auth=Bearer TOKEN\x01\x01"
+  OAUTHBEARER  "n,a=USER,\x01host=H\x01port=P\x01auth=Bearer TOKEN\x01\x01"
+Success is "235 2.7.0 Authentication successful" and USER is auth_login in
+msg-N.json. On a wrong token (or an unparsable payload):
+  XOAUTH2      334 base64({"status":"401","schemes":"bearer",
+                            "scope":"https://outlook.office.com/SMTP.Send"}),
+               then, whatever the client's next line, "535 5.7.3 Authentication
+               unsuccessful" (as Microsoft 365 does)
+  OAUTHBEARER  334 base64({"status":"invalid_token"}), then, whatever the
+               client's next line (normally base64 of "\x01"), "535 5.7.8
+               Authentication credentials invalid" (RFC 7628)
+A "*" or bad base64 at the bare-AUTH prompt gets aiosmtpd's 501.
 
 In normal behaviour a sender whose local part is "blocked" is refused at MAIL
 (553), a recipient whose local part is "nobody" at RCPT (550).
@@ -54,7 +74,8 @@ usual in every case; client disconnects never stop the server; SIGTERM does):
                         else -> 530 5.7.0 Must issue a STARTTLS command first.
                         Command lines go to commands.log
   no_starttls_auth      --mode plain only: a normal session whose EHLO offers
-                        neither STARTTLS nor AUTH (--auth is ignored)
+                        neither STARTTLS nor AUTH (--auth and
+                        --oauth-token-file are ignored)
 
 silent, tls_stall and starttls_stall never use TLS, so they need no --cert.
 """
@@ -65,6 +86,8 @@ warnings.simplefilter("ignore")
 
 import argparse
 import asyncio
+import base64
+import binascii
 import hmac
 import json
 import logging
@@ -73,7 +96,7 @@ import signal
 import ssl
 import sys
 
-from aiosmtpd.smtp import SMTP, AuthResult, syntax
+from aiosmtpd.smtp import MISSING, SMTP, AuthResult, syntax
 
 GREET_421 = b"421 4.3.2 Service not available, closing transmission channel\r\n"
 DATA_554 = "554 5.6.0 Message rejected: content refused"
@@ -95,6 +118,16 @@ BEHAVIOURS = [
 ]
 # Behaviours that never speak TLS, so need no certificate.
 NO_TLS = ("silent", "tls_stall", "starttls_stall")
+
+OAUTH_MECHS = ("XOAUTH2", "OAUTHBEARER")
+XOAUTH2_ERROR = {
+    "status": "401",
+    "schemes": "bearer",
+    "scope": "https://outlook.office.com/SMTP.Send",
+}
+XOAUTH2_535 = "535 5.7.3 Authentication unsuccessful"
+OAUTHBEARER_ERROR = {"status": "invalid_token"}
+OAUTHBEARER_535 = "535 5.7.8 Authentication credentials invalid"
 
 
 def atomic_write(path, data):
@@ -124,6 +157,66 @@ def masked_command(text):
     return text
 
 
+def parse_xoauth2(blob):
+    """(user, token) from "user=U\\x01auth=Bearer T\\x01\\x01", else None."""
+    fields = blob.split(b"\x01")
+    if len(fields) < 3 or fields[-2:] != [b"", b""]:
+        return None
+    user, token = None, None
+    for f in fields[:-2]:
+        key, sep, value = f.partition(b"=")
+        if not sep:
+            return None
+        if key == b"user":
+            user = value
+        elif key == b"auth":
+            token = bearer_token(value)
+    if user is None or token is None:
+        return None
+    return user, token
+
+
+def parse_oauthbearer(blob):
+    """(user or b"", token) from an RFC 7628 client response, else None."""
+    fields = blob.split(b"\x01")
+    if len(fields) < 3 or fields[-2:] != [b"", b""]:
+        return None
+    gs2 = fields[0].split(b",")
+    # gs2-header: cbind-flag "," [authzid] "," -- the last part is empty.
+    if len(gs2) != 3 or gs2[0] not in (b"n", b"y") or gs2[2] != b"":
+        return None
+    user = b""
+    if gs2[1]:
+        if not gs2[1].startswith(b"a="):
+            return None
+        user = gs2[1][2:].replace(b"=2C", b",").replace(b"=3D", b"=")
+    token = None
+    for f in fields[1:-2]:
+        key, sep, value = f.partition(b"=")
+        if not sep:
+            return None
+        if key == b"auth":
+            token = bearer_token(value)
+    if token is None:
+        return None
+    return user, token
+
+
+def bearer_token(value):
+    scheme, sep, token = value.partition(b" ")
+    if not sep or scheme.lower() != b"bearer" or not token.strip():
+        return None
+    return token.strip()
+
+
+def read_token_file(path):
+    try:
+        with open(path, "rb") as f:
+            return f.read().strip()
+    except OSError:
+        return b""
+
+
 class LineLoggingReader(asyncio.StreamReader):
     """StreamReader that reports every line it hands out.
 
@@ -149,7 +242,10 @@ class LineLoggingReader(asyncio.StreamReader):
 class CaptureSMTP(SMTP):
     """aiosmtpd's SMTP, logging command lines with AUTH secrets masked."""
 
-    def __init__(self, handler, *, commands_log, behaviour="normal", **kwargs):
+    def __init__(self, handler, *, commands_log, behaviour="normal", oauth_token_file=None,
+                 **kwargs):
+        # Attribute names must not start with "auth_" (see Handler).
+        self._kf_oauth_token_file = oauth_token_file
         super().__init__(handler, **kwargs)
         self._kf_log_path = commands_log
         self._kf_behaviour = behaviour
@@ -184,6 +280,43 @@ class CaptureSMTP(SMTP):
             return await super().smtp_AUTH(arg)
         finally:
             self._kf_state = None
+
+    # OAuth mechanisms. aiosmtpd offers every auth_* method; serve() excludes
+    # these unless --oauth-token-file is given. Called as method(self, args).
+
+    async def _kf_oauth_blob(self, args):
+        """The decoded client response, or MISSING when already answered."""
+        if len(args) == 1:
+            return await self.challenge_auth("")
+        try:
+            return base64.b64decode(args[1].encode("ascii"), validate=True)
+        except (binascii.Error, UnicodeEncodeError, ValueError):
+            await self.push("501 5.5.2 Can't decode base64")
+            return MISSING
+
+    def _kf_token_ok(self, token):
+        expected = read_token_file(self._kf_oauth_token_file) if self._kf_oauth_token_file else b""
+        return bool(expected) and hmac.compare_digest(token, expected)
+
+    async def _kf_oauth(self, args, parse, error, final):
+        blob = await self._kf_oauth_blob(args)
+        if blob is MISSING:
+            return AuthResult(success=False, handled=True)
+        parsed = parse(blob)
+        if parsed is not None and self._kf_token_ok(parsed[1]):
+            return AuthResult(success=True, auth_data=parsed[0].decode("utf-8", "replace"))
+        # The failure dance: an error challenge, then whatever the client
+        # answers (empty line, base64 "\x01", "*", ...), the final 535.
+        await self.push(b"334 " + base64.b64encode(json.dumps(error).encode("ascii")))
+        await self._reader.readline()
+        await self.push(final)
+        return AuthResult(success=False, handled=True)
+
+    async def auth_XOAUTH2(self, _, args):
+        return await self._kf_oauth(args, parse_xoauth2, XOAUTH2_ERROR, XOAUTH2_535)
+
+    async def auth_OAUTHBEARER(self, _, args):
+        return await self._kf_oauth(args, parse_oauthbearer, OAUTHBEARER_ERROR, OAUTHBEARER_535)
 
     async def _kf_data_refused(self, arg):
         """aiosmtpd's own checks before DATA's 354; True if one answered."""
@@ -418,6 +551,12 @@ def parse_args(argv):
                    help="read USER:PASSWORD from FILE, keeping it out of argv")
     p.add_argument("--auth-required", action="store_true")
     p.add_argument("--auth-plaintext", action="store_true")
+    p.add_argument("--oauth-token-file", metavar="FILE",
+                   help="offer XOAUTH2/OAUTHBEARER; the valid token is FILE's content")
+    p.add_argument("--oauth-only", action="store_true",
+                   help="offer only the OAuth mechanisms, not LOGIN/PLAIN")
+    p.add_argument("--oauth-mechs", default="XOAUTH2,OAUTHBEARER",
+                   metavar="XOAUTH2|OAUTHBEARER|XOAUTH2,OAUTHBEARER")
     p.add_argument("--behaviour", choices=BEHAVIOURS, default="normal")
     p.add_argument("--hostname", default="localhost", help="name in the greeting and EHLO reply")
     p.add_argument("--debug", action="store_true", help="log the SMTP traffic to stderr")
@@ -433,6 +572,12 @@ def parse_args(argv):
             args.auth = f.read().rstrip("\r\n")
     if args.auth is not None and ":" not in args.auth:
         p.error("--auth takes USER:PASSWORD")
+    mechs = [m.strip().upper() for m in args.oauth_mechs.split(",") if m.strip()]
+    if not mechs or any(m not in OAUTH_MECHS for m in mechs):
+        p.error("--oauth-mechs takes XOAUTH2, OAUTHBEARER or XOAUTH2,OAUTHBEARER")
+    args.oauth_mechs = mechs
+    if args.oauth_only and args.oauth_token_file is None:
+        p.error("--oauth-only needs --oauth-token-file")
     return args
 
 
@@ -466,25 +611,38 @@ async def serve(args):
         factory, server_ssl = (lambda: StarttlsStall(args.hostname, commands_log)), None
     else:
         auth_enabled = args.auth is not None and args.behaviour != "no_starttls_auth"
+        oauth_file = args.oauth_token_file
+        oauth_enabled = oauth_file is not None and args.behaviour != "no_starttls_auth"
+        if oauth_enabled:
+            oauth_file = os.path.abspath(oauth_file)
+        if args.oauth_only and oauth_enabled:
+            auth_enabled = False
         kwargs = dict(
             hostname=args.hostname,
             auth_required=args.auth_required,
             # Implicit TLS is TLS too, but aiosmtpd only counts STARTTLS.
             auth_require_tls=not (args.auth_plaintext or args.mode == "implicit"),
         )
+        excluded = []
         if auth_enabled:
             user, _, password = args.auth.partition(":")
             kwargs["authenticator"] = make_authenticator(user, password)
         else:
-            kwargs["auth_exclude_mechanism"] = ["LOGIN", "PLAIN"]
+            excluded += ["LOGIN", "PLAIN"]
+        excluded += [m for m in OAUTH_MECHS if not (oauth_enabled and m in args.oauth_mechs)]
+        kwargs["auth_exclude_mechanism"] = excluded
         if args.mode == "starttls":
             kwargs["tls_context"] = ctx
             kwargs["require_starttls"] = args.require_tls
-        handler = Handler(directory, auth_enabled, reject_data=args.behaviour == "reject_after_data")
+        handler = Handler(
+            directory, auth_enabled or oauth_enabled,
+            reject_data=args.behaviour == "reject_after_data",
+        )
 
         def factory():
             return CaptureSMTP(
-                handler, commands_log=commands_log, behaviour=args.behaviour, loop=loop, **kwargs
+                handler, commands_log=commands_log, behaviour=args.behaviour,
+                oauth_token_file=oauth_file if oauth_enabled else None, loop=loop, **kwargs
             )
 
         server_ssl = implicit

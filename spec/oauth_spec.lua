@@ -1,0 +1,140 @@
+-- RelayAuthenticationType 3: OAuth 2.0 client credentials against a local
+-- token endpoint (HTTPS, the suite's CA) and an SMTP server that accepts
+-- XOAUTH2 / OAUTHBEARER only with the token most recently issued.
+local kfsmtp = require "kfsmtp"
+local H = require "helpers"
+
+local CLIENT, SECRET, MAILBOX = "app-7f3c", "client-Secret-0wL", "kf-mailbox@example.com"
+
+local function start_token_server(dir, certs, extra)
+  H.write(dir .. "/secret", SECRET .. "\n")
+  H.exec(("%s%s spec/support/token_server.py --dir %s --cert %s --key %s --client-id %s --client-secret-file %s %s > %s/log 2>&1 &"):format(
+    H.plain, H.python, H.q(dir), H.q(certs.cert), H.q(certs.key), CLIENT, H.q(dir .. "/secret"), extra or "", H.q(dir)))
+  local deadline = H.now_ms() + 10000
+  while not H.exists(dir .. "/port") do
+    assert(H.now_ms() < deadline, "token server did not start: " .. (H.read(dir .. "/log") or ""))
+    H.sleep(0.02)
+  end
+  return tonumber(H.read(dir .. "/port")), tonumber(H.read(dir .. "/pid"))
+end
+
+local function requests(dir) return tonumber(H.read(dir .. "/requests") or "0") or 0 end
+
+describe("OAuth 2.0 client credentials", function()
+  local certs, tokdir, tokport, tokpid, smtp, xoauth_only, plain_auth
+  setup(function()
+    certs = H.certs()
+    tokdir = H.tmpdir()
+    tokport, tokpid = start_token_server(tokdir, certs)
+    H.write(tokdir .. "/token", "none-issued-yet")
+    smtp = H.start_smtp { mode = "starttls", oauth_token_file = tokdir .. "/token", oauth_only = true }
+    xoauth_only = H.start_smtp { mode = "starttls", oauth_token_file = tokdir .. "/token", oauth_only = true, oauth_mechs = "XOAUTH2" }
+    plain_auth = H.start_smtp { mode = "starttls", auth = "svc:pw" }
+  end)
+  teardown(function()
+    smtp:stop() xoauth_only:stop() plain_auth:stop()
+    H.exec("kill " .. tokpid)
+  end)
+
+  local function req(srv, over)
+    local t = { Host = "localhost", Port = srv.port, UseSSL = true, RelayAuthenticationType = 3,
+      RelayUsername = MAILBOX, SenderAccount = MAILBOX, TestRecipient = "ops@example.com",
+      ClientId = CLIENT, ClientSecret = SECRET, Scope = "https://outlook.office365.com/.default",
+      TokenEndpoint = ("https://localhost:%d/token"):format(tokport) }
+    for k, v in pairs(over or {}) do t[k] = v end
+    return t
+  end
+  local opts = function() return { ca_file = certs.ca, transcript = true } end
+
+  it("fetches a token, authenticates with OAUTHBEARER and delivers; no secret or token in the output", function()
+    local before = #smtp:messages()
+    local res, info = kfsmtp.open(H.store_path()):test(req(smtp), opts())
+    assert.is_nil(info.Message)
+    assert.are.equal("OAUTHBEARER", info.auth_mechanism)
+    local m = smtp:messages()[before + 1]
+    assert.are.equal(MAILBOX, m.meta.auth_login)
+    local token = H.read(tokdir .. "/token"):gsub("%s+$", "")
+    assert.truthy(token:match("^tok%-"))
+    for _, secret in ipairs { SECRET, token } do
+      assert.is_false(H.mentions(res, secret))
+      assert.is_false(H.mentions(info, secret))
+    end
+    assert.falsy(smtp:commands():find(token, 1, true))
+    local last = H.decode_json(H.read(tokdir .. "/last_request.json"))
+    assert.are.equal("https://outlook.office365.com/.default", last.scope)
+  end)
+
+  it("uses XOAUTH2 where OAUTHBEARER is not offered, and reuses the cached token", function()
+    local fetched = requests(tokdir)
+    local _, info = kfsmtp.open(H.store_path()):test(req(xoauth_only), opts())
+    assert.is_nil(info.Message)
+    assert.are.equal("XOAUTH2", info.auth_mechanism)
+    assert.are.equal(fetched, requests(tokdir), "the cached token was used")
+  end)
+
+  it("fetches a new token once when the relay refuses the cached one", function()
+    local fetched = requests(tokdir)
+    H.write(tokdir .. "/token", "revoked") -- the relay no longer accepts the cached token
+    local _, info = kfsmtp.open(H.store_path()):test(req(smtp), opts())
+    assert.is_nil(info.Message)
+    assert.are.equal(fetched + 1, requests(tokdir))
+  end)
+
+  it("reports a wrong client secret at the token stage, with the endpoint's error, sending nothing to the relay", function()
+    local before = smtp:commands()
+    local _, err = kfsmtp.open(H.store_path()):test(req(smtp, { ClientSecret = "wrong-" .. SECRET }), opts())
+    assert.are.equal("token", err.stage)
+    assert.are.equal(502, err.status)
+    assert.are.equal("0xA05300A0", err.ErrorCode)
+    assert.are.equal(401, err.http_status)
+    assert.are.equal("invalid_client", err.error)
+    assert.truthy(err.Message:find("AADSTS7000215", 1, true))
+    assert.truthy(err.Message:find("ClientSecret", 1, true))
+    assert.are.equal(before, smtp:commands())
+    assert.is_false(H.mentions(err, SECRET))
+  end)
+
+  it("reports an unreachable token endpoint at the token stage", function()
+    local _, err = kfsmtp.open(H.store_path()):test(req(smtp,
+      { TokenEndpoint = ("http://127.0.0.1:%d/token"):format(H.closed_port()), ClientSecret = "other" }), opts())
+    assert.are.equal("token", err.stage)
+    assert.are.equal(502, err.status)
+  end)
+
+  it("says clearly when the relay offers neither XOAUTH2 nor OAUTHBEARER", function()
+    local _, err = kfsmtp.open(H.store_path()):test(req(plain_auth), opts())
+    assert.are.equal("auth", err.stage)
+    assert.are.equal("0xA0530051", err.ErrorCode)
+    assert.truthy(err.Message:find("XOAUTH2", 1, true))
+    assert.falsy(plain_auth:commands():find("AUTH PLAIN", 1, true), "no password mechanism was tried")
+  end)
+
+  it("stores ClientSecret like a password: kept, reused, never returned", function()
+    local path = H.store_path()
+    local store = kfsmtp.open(path)
+    local p = assert(store:update(req(smtp, { ClientSecret = { SecretValue = SECRET } })))
+    assert.is_nil(p.ClientSecret)
+    assert.is_false(H.mentions(p, SECRET))
+    assert.truthy(H.read(path):find(SECRET, 1, true))
+    -- A test with only the v1 fields of GET plus a recipient uses the stored OAuth settings.
+    local form = store:get()
+    form.TestRecipient = "ops@example.com"
+    local _, info = store:test(form, opts())
+    assert.is_nil(info.Message)
+  end)
+
+  it("validates the OAuth fields", function()
+    local store = kfsmtp.open(H.store_path())
+    local _, err = store:test(req(smtp, { TokenEndpoint = "http://login.example.com/token" }), opts())
+    assert.are.equal("TokenEndpoint", err.field)
+    assert.truthy(err.Message:find("https", 1, true))
+    _, err = store:test(req(smtp, { ClientId = "" }), opts())
+    assert.are.equal("ClientId", err.field)
+    _, err = store:test(req(smtp, { ClientSecret = "" }), opts())
+    assert.are.equal("ClientSecret", err.field)
+    _, err = store:test(req(smtp, { TokenEndpoint = "https://user:pw@login.example.com/token" }), opts())
+    assert.are.equal("TokenEndpoint", err.field)
+    _, err = store:test(req(smtp, { ClientSecret = { SecretValue = 42 } }), opts())
+    assert.are.equal("ClientSecret", err.field)
+  end)
+end)
