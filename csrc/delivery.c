@@ -311,11 +311,21 @@ static int dlv_url(kf_buf *url, const kf_delivery_req *req) {
     return url->oom ? -1 : 0;
 }
 
+void kf_curl_verify_options(CURL *c, const char *ca_file, int tls_verify) {
+    const curl_version_info_data *ver = curl_version_info(CURLVERSION_NOW);
+    curl_easy_setopt(c, CURLOPT_SSL_VERIFYPEER, tls_verify ? 1L : 0L);
+    curl_easy_setopt(c, CURLOPT_SSL_VERIFYHOST, tls_verify ? 2L : 0L);
+    curl_easy_setopt(c, CURLOPT_CAINFO, ca_file ? ca_file : ver->cainfo);
+    /* With a CA path set libcurl re-reads the store on every connection;
+     * a bundle file alone is parsed once and cached on this handle. */
+    curl_easy_setopt(c, CURLOPT_CAPATH, NULL);
+    curl_easy_setopt(c, CURLOPT_CA_CACHE_TIMEOUT, 86400L);
+}
+
 int kf_delivery_run(kf_delivery *d, const kf_delivery_req *req) {
     CURL *c = d->curl;
     kf_buf url = {0};
     struct curl_slist *rcpt = NULL;
-    const curl_version_info_data *ver = curl_version_info(CURLVERSION_NOW);
     int implicit = strcmp(req->tls_mode, "implicit") == 0;
     int starttls = strcmp(req->tls_mode, "starttls") == 0;
     curl_off_t t;
@@ -348,13 +358,7 @@ int kf_delivery_run(kf_delivery *d, const kf_delivery_req *req) {
     curl_easy_setopt(c, CURLOPT_USE_SSL,
                      (long)((starttls && req->quit_after != KF_QUIT_CONNECT) || implicit
                                 ? CURLUSESSL_ALL : CURLUSESSL_NONE));
-    curl_easy_setopt(c, CURLOPT_SSL_VERIFYPEER, req->tls_verify ? 1L : 0L);
-    curl_easy_setopt(c, CURLOPT_SSL_VERIFYHOST, req->tls_verify ? 2L : 0L);
-    curl_easy_setopt(c, CURLOPT_CAINFO, req->ca_file ? req->ca_file : ver->cainfo);
-    /* With a CA path set libcurl re-reads the store on every connection;
-     * a bundle file alone is parsed once and cached on this handle. */
-    curl_easy_setopt(c, CURLOPT_CAPATH, NULL);
-    curl_easy_setopt(c, CURLOPT_CA_CACHE_TIMEOUT, 86400L);
+    kf_curl_verify_options(c, req->ca_file, req->tls_verify);
     curl_easy_setopt(c, CURLOPT_PINNEDPUBLICKEY, req->pinned_pubkey);
     curl_easy_setopt(c, CURLOPT_USERNAME, d->credentials ? req->username : NULL);
     curl_easy_setopt(c, CURLOPT_PASSWORD, d->credentials ? req->password : NULL);

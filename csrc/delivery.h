@@ -68,6 +68,11 @@ typedef struct kf_delivery {
     size_t msg_len, msg_pos;
 } kf_delivery;
 
+/* The one place certificate checking is set up, for deliveries and token
+ * requests alike: chain and host name verified unless tls_verify is 0,
+ * against ca_file or the system bundle, parsed once per handle. */
+KF_HIDDEN void kf_curl_verify_options(CURL *c, const char *ca_file, int tls_verify);
+
 KF_HIDDEN int kf_delivery_init(kf_delivery *d);
 KF_HIDDEN void kf_delivery_close(kf_delivery *d);
 /* Runs one delivery. Returns 0 after any outcome (d->code tells which),

@@ -4,6 +4,7 @@
  * kept so that the parsed CA bundle is reused, as for deliveries. */
 #include <string.h>
 
+#include "delivery.h"
 #include "token.h"
 
 static size_t tok_write(char *data, size_t size, size_t n, void *userp) {
@@ -29,7 +30,6 @@ static void tok_field(CURL *c, kf_buf *form, const char *name, const char *value
 
 CURLcode kf_token_fetch(CURL *c, const kf_token_req *req, kf_buf *body, long *http_status,
                         char errbuf[CURL_ERROR_SIZE]) {
-    const curl_version_info_data *ver = curl_version_info(CURLVERSION_NOW);
     kf_buf form = {0};
     struct curl_slist *headers = NULL;
     CURLcode rc;
@@ -49,11 +49,7 @@ CURLcode kf_token_fetch(CURL *c, const kf_token_req *req, kf_buf *body, long *ht
     curl_easy_setopt(c, CURLOPT_NOSIGNAL, 1L);
     curl_easy_setopt(c, CURLOPT_CONNECTTIMEOUT_MS, req->connect_timeout_ms);
     curl_easy_setopt(c, CURLOPT_TIMEOUT_MS, req->timeout_ms);
-    curl_easy_setopt(c, CURLOPT_SSL_VERIFYPEER, req->tls_verify ? 1L : 0L);
-    curl_easy_setopt(c, CURLOPT_SSL_VERIFYHOST, req->tls_verify ? 2L : 0L);
-    curl_easy_setopt(c, CURLOPT_CAINFO, req->ca_file ? req->ca_file : ver->cainfo);
-    curl_easy_setopt(c, CURLOPT_CAPATH, NULL);
-    curl_easy_setopt(c, CURLOPT_CA_CACHE_TIMEOUT, 86400L);
+    kf_curl_verify_options(c, req->ca_file, req->tls_verify);
     curl_easy_setopt(c, CURLOPT_FOLLOWLOCATION, 0L);
     curl_easy_setopt(c, CURLOPT_POSTFIELDS, form.data);
     curl_easy_setopt(c, CURLOPT_POSTFIELDSIZE, (long)form.len);
