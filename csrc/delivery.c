@@ -39,7 +39,7 @@ static void dlv_reset(kf_delivery *d) {
     d->stage = KF_STAGE_GREETING;
     d->commands_sent = d->server_spoke = d->auth_sent = 0;
     d->body_bytes = d->body_noted = 0;
-    d->credentials = d->aborted_no_auth = d->mail_sent = d->quit_sent = 0;
+    d->credentials = d->aborted_no_auth = d->quit_sent = 0;
     d->tls_activity = 0;
     d->quit_at_data = d->quit_done = 0;
     d->auth_mechanism[0] = '\0';
@@ -192,7 +192,6 @@ static void dlv_client_line(kf_delivery *d, const char *line, size_t n) {
     } else if (dlv_verb_is(line, n, "MAIL")) {
         d->stage = KF_STAGE_MAIL;
         d->t_mail = now;
-        d->mail_sent = 1;
     } else if (dlv_verb_is(line, n, "RCPT")) {
         d->stage = KF_STAGE_RCPT;
     } else if (dlv_verb_is(line, n, "DATA")) {

@@ -58,7 +58,7 @@ typedef struct kf_delivery {
     kf_buf ehlo;         /* the last EHLO reply, lines by '\n' */
     enum kf_stage stage; /* stage of the last command sent */
     int commands_sent, server_spoke, auth_sent, body_bytes, body_noted;
-    int credentials, aborted_no_auth, mail_sent, transcript_on, quit_sent, tls_activity;
+    int credentials, aborted_no_auth, transcript_on, quit_sent, tls_activity;
     int quit_at_data, quit_done;
     char auth_mechanism[32];
     double t_start, t_starttls, t_tls_done, t_auth, t_mail, t_final;

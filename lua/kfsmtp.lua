@@ -116,7 +116,6 @@ local function normalize(req)
   end
   return out
 end
-_M._normalize = normalize
 
 local function require_mailbox(t, name, label)
   local v = t[name]

@@ -2,10 +2,8 @@
 # Installs the Debian packages that building, testing and the demo need,
 # only those missing, so a second run is quick and needs no network.
 set -eu
-PACKAGES="make gcc clang pkg-config liblua5.4-dev lua5.4 luajit2 libluajit2-5.1-dev
-  libcurl4-openssl-dev libssl-dev lua-cjson lua-busted lua-socket python3-aiosmtpd
-  openssl valgrind luarocks curl nginx libnginx-mod-http-lua lua-resty-core
-  nftables libclang-rt-14-dev postfix swaks wrk"
+# The list lives in scripts/packages.txt, which .ci/run installs too.
+PACKAGES=$(cat "$(dirname "$0")/packages.txt")
 missing=""
 for p in $PACKAGES; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing="$missing $p"
