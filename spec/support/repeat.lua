@@ -15,11 +15,13 @@ local function fds()
   p:close()
   return n
 end
+-- Reads the whole file and closes it: returning from inside io.lines()
+-- would leave the file open until a collection, and skew the fd count.
 local function rss_kib()
-  for line in io.lines("/proc/self/status") do
-    local kib = line:match("^VmRSS:%s+(%d+)")
-    if kib then return tonumber(kib) end
-  end
+  local f = assert(io.open("/proc/self/status"))
+  local status = f:read("*a")
+  f:close()
+  return tonumber(status:match("VmRSS:%s+(%d+)"))
 end
 
 local store = kfsmtp.open(os.tmpname())
