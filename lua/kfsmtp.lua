@@ -227,8 +227,12 @@ end
 ---------------------------------------------------------------------------
 -- Output shapes: every documented field, always, with its type.
 
-local function profile_out(r)
-  return {
+-- Version 2 of the API (x-keyfactor-api-version: 2) adds the OAuth fields;
+-- ClientSecret, like RelayPassword, is never among them.
+local OAUTH_OUT = { "ClientId", "TokenEndpoint", "Scope", "Audience" }
+
+local function profile_out(r, api_version)
+  local p = {
     Host = r.Host or "",
     Id = 1,
     Port = r.Port or 25,
@@ -239,6 +243,10 @@ local function profile_out(r)
     SenderName = r.SenderName or "",
     UseSSL = r.UseSSL or false,
   }
+  if api_version == 2 then
+    for _, name in ipairs(OAUTH_OUT) do p[name] = r[name] or "" end
+  end
+  return p
 end
 
 local function test_out(t)
@@ -279,7 +287,7 @@ local OPTION_KINDS = {
   store = "string", connect_timeout_ms = "number", timeout_ms = "number",
   tls_verify = "boolean", ca_file = "string", helo = "string",
   pinned_pubkey = "string", tls_mode = "string", transcript = "boolean",
-  quit_after = "string",
+  quit_after = "string", api_version = "number",
 }
 local TLS_MODES = { none = true, starttls = true, implicit = true }
 local QUIT_STAGES = { connect = true, tls = true, auth = true, rcpt = true }
@@ -311,6 +319,9 @@ local function check_options(opts, fname)
   end
   if opts.quit_after and not QUIT_STAGES[opts.quit_after] then
     error(("kfsmtp.%s: quit_after must be \"connect\", \"tls\", \"auth\" or \"rcpt\", not %q"):format(fname, opts.quit_after), 3)
+  end
+  if opts.api_version and opts.api_version ~= 1 and opts.api_version ~= 2 then
+    error(("kfsmtp.%s: api_version must be 1 or 2, not %s"):format(fname, tostring(opts.api_version)), 3)
   end
   for _, k in ipairs { "connect_timeout_ms", "timeout_ms" } do
     if opts[k] and not (opts[k] > 0 and opts[k] <= 86400000) then
@@ -441,16 +452,18 @@ function Store:_load()
   return self:_read()
 end
 
-function Store:get()
+function Store:get(opts)
+  opts = check_options(opts, "get")
   local record, err = self:_load()
   if not record then return nil, err end
-  return profile_out(record)
+  return profile_out(record, option(opts, "api_version"))
 end
 
-function Store:update(req)
+function Store:update(req, opts)
   if type(req) ~= "table" then
     error(("kfsmtp update: req must be a table, not a %s"):format(type(req)), 2)
   end
+  opts = check_options(opts, "update")
   local t, err = normalize(req)
   if not t then return nil, err end
   err = check_settings(t, false)
@@ -496,7 +509,7 @@ function Store:update(req)
   if self.gen == nil then open_generation(self) end
   if self.gen then self.gen:bump() end
   lock:release()
-  return profile_out(record)
+  return profile_out(record, option(opts, "api_version"))
 end
 
 local forget_token, oauth_token
@@ -731,12 +744,12 @@ end
 
 function _M.get(opts)
   opts = check_options(opts, "get")
-  return store_for(opts):get()
+  return store_for(opts):get(opts)
 end
 
 function _M.update(req, opts)
   opts = check_options(opts, "update")
-  return store_for(opts):update(req)
+  return store_for(opts):update(req, opts)
 end
 
 function _M.test(req, opts)

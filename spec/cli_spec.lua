@@ -54,6 +54,24 @@ describe("the kfsmtp command", function()
     assert.truthy(H.read(path):find(SECRET, 1, true))
   end)
 
+  it("prints version 2's profile, with the OAuth fields and never the secret, on --api-version 2", function()
+    local secret = "cli-Client-Secret-51"
+    local out, err, rc = run("update --host smtp.office365.com --port 587 --use-ssl --auth-type 3 --client-id app-1 --token-endpoint https://login.example.com/t/token --scope https://outlook.office365.com/.default --sender-account pki@example.com --api-version 2",
+      store_env .. " KFSMTP_CLIENT_SECRET=" .. secret)
+    assert.are.equal(0, rc, err)
+    assert.are.equal("app-1", cjson.decode(out).ClientId)
+    out, err, rc = run("get --api-version 2", store_env)
+    assert.are.equal(0, rc, err)
+    local p = cjson.decode(out)
+    assert.are.same({ "app-1", "https://login.example.com/t/token", "https://outlook.office365.com/.default", "" },
+      { p.ClientId, p.TokenEndpoint, p.Scope, p.Audience })
+    assert.falsy((out .. err):find(secret, 1, true))
+    out = run("get", store_env)
+    assert.is_nil(cjson.decode(out).ClientId)
+    local _, _, bad = run("get --api-version 3", store_env)
+    assert.are.equal(2, bad)
+  end)
+
   it("takes the password from the environment", function()
     local _, err, rc = run("update --host mail.example.com --auth-type 2 --username svc --sender-account kf@example.com",
       store_env .. " KFSMTP_RELAY_PASSWORD=" .. SECRET)

@@ -266,3 +266,126 @@ describe("an authenticate callback", function()
     assert.are.equal(401, status)
   end)
 end)
+
+describe("x-keyfactor-api-version 2", function()
+  local CLIENT, CLIENT_SECRET, MAILBOX = "app-v2", "v2-Client-Secret-77", "pki@example.com"
+  local V2_FIELDS = { "Audience", "ClientId", "Host", "Id", "Port", "RelayAuthenticationType", "RelayUsername",
+    "Scope", "SenderAccount", "SenderAddress", "SenderName", "TokenEndpoint", "UseSSL" }
+  local V2 = { ["x-keyfactor-api-version"] = "2" }
+  local tokens, oauth_smtp, refusing, srv
+  setup(function()
+    tokens = H.start_token_server(CLIENT, CLIENT_SECRET)
+    oauth_smtp = H.start_smtp { mode = "starttls", oauth_token_file = tokens.token_file, oauth_only = true }
+    refusing = H.start_smtp { mode = "starttls", auth = "svc:right-password" }
+    srv = H.start_nginx { users = USERS, workers = 1, extra = ("ca_file = %q,"):format(H.certs().ca) }
+  end)
+  teardown(function()
+    srv:stop() oauth_smtp:stop() refusing:stop() tokens:stop()
+  end)
+
+  local function oauth_profile()
+    return { Host = "localhost", Port = oauth_smtp.port, UseSSL = true, RelayAuthenticationType = 3,
+      RelayUsername = MAILBOX, SenderAccount = MAILBOX, SenderName = "PKI",
+      ClientId = CLIENT, ClientSecret = { SecretValue = CLIENT_SECRET }, TokenEndpoint = tokens.url,
+      Scope = "https://outlook.office365.com/.default" }
+  end
+
+  it("takes secrets as SecretValue objects and shows the OAuth fields, never the secret", function()
+    local status, body = srv:request { method = "PUT", user = ADMIN, headers = V2, body = cjson.encode(oauth_profile()) }
+    assert.are.equal(200, status, body)
+    local doc = cjson.decode(body)
+    assert.are.same(V2_FIELDS, keys(doc))
+    assert.are.same({ CLIENT, tokens.url, "https://outlook.office365.com/.default", "", 3 },
+      { doc.ClientId, doc.TokenEndpoint, doc.Scope, doc.Audience, doc.RelayAuthenticationType })
+    assert.falsy(body:find(CLIENT_SECRET, 1, true))
+    assert.truthy(H.read(srv.store):find(CLIENT_SECRET, 1, true), "the secret is stored")
+    status, body = srv:request { user = ADMIN, headers = { ["x-keyfactor-api-version"] = "2.0" } }
+    assert.are.equal(200, status)
+    assert.are.same(doc, cjson.decode(body))
+    -- Version 1, the default, is unchanged: the documented fields only.
+    status, body = srv:request { user = ADMIN }
+    assert.are.same(GET_FIELDS, keys(cjson.decode(body)))
+    assert.falsy(body:find(CLIENT_SECRET, 1, true))
+  end)
+
+  it("answers a good test with 200 and no content; version 1 still answers the test response", function()
+    assert.are.equal(200, (srv:request { method = "PUT", user = ADMIN, headers = V2, body = cjson.encode(oauth_profile()) }))
+    local before = #oauth_smtp:messages()
+    -- What a form that loaded the profile sends: no secret, the stored one is used.
+    local test = oauth_profile()
+    test.ClientSecret, test.TestRecipient = nil, "ops@example.com"
+    local status, body, headers = srv:request { method = "POST", path = "/KeyfactorAPI/SMTP/Test", user = ADMIN,
+      headers = V2, body = cjson.encode(test) }
+    assert.are.equal(200, status, body)
+    assert.are.equal("", body)
+    assert.are.equal("0", headers["content-length"])
+    assert.are.equal(before + 1, #oauth_smtp:messages())
+    assert.are.equal(MAILBOX, oauth_smtp:messages()[before + 1].meta.auth_login)
+    status, body = srv:request { method = "POST", path = "/KeyfactorAPI/SMTP/Test", user = ADMIN, body = cjson.encode(test) }
+    assert.are.equal(200, status, body)
+    assert.are.same(TEST_FIELDS, keys(cjson.decode(body)))
+    assert.are.equal(before + 2, #oauth_smtp:messages())
+  end)
+
+  it("reports a token failure with the documented error body", function()
+    local test = oauth_profile()
+    test.ClientSecret, test.TestRecipient = { SecretValue = "wrong" }, "ops@example.com"
+    local status, body = srv:request { method = "POST", path = "/KeyfactorAPI/SMTP/Test", user = ADMIN,
+      headers = V2, body = cjson.encode(test) }
+    local doc = error_body(status, body, "0xA05300A0", 502)
+    assert.truthy(doc.Message:find("invalid_client", 1, true))
+  end)
+
+  it("refuses versions other than 1 and 2, naming both", function()
+    local status, body = srv:request { user = ADMIN, headers = { ["x-keyfactor-api-version"] = "3" } }
+    local doc = error_body(status, body, "0xA0530006", 400)
+    assert.truthy(doc.Message:find("use 1 (the default) or 2", 1, true))
+  end)
+
+  describe("with X-Kfsmtp-Details", function()
+    local DETAILS = { ["X-Kfsmtp-Details"] = "1" }
+
+    it("adds the stage, the server's reply and the redacted transcript to a failed test", function()
+      local status, body = srv:request { method = "POST", path = "/KeyfactorAPI/SMTP/Test", user = ADMIN, headers = DETAILS,
+        body = cjson.encode { Host = "localhost", Port = refusing.port, UseSSL = true, RelayAuthenticationType = 2,
+          RelayUsername = "svc", RelayPassword = "wrong-password-31", SenderAccount = "kf@example.com",
+          TestRecipient = "ops@example.com" } }
+      assert.are.equal(502, status, body)
+      local doc = cjson.decode(body)
+      assert.are.same({ "Details", "ErrorCode", "Message" }, keys(doc))
+      assert.are.equal("0xA0530050", doc.ErrorCode)
+      assert.are.equal("auth", doc.Details.stage)
+      assert.are.equal(535, doc.Details.smtp_code)
+      assert.truthy(#doc.Details.transcript > 3)
+      assert.truthy(body:find("C: AUTH ", 1, true))
+      assert.falsy(body:find("wrong-password-31", 1, true))
+    end)
+
+    it("names the field of a bad PUT", function()
+      local status, body = srv:request { method = "PUT", user = ADMIN, headers = DETAILS,
+        body = cjson.encode { Host = "mail.example.com", Port = 70000, SenderAccount = "kf@example.com" } }
+      assert.are.equal(400, status, body)
+      local doc = cjson.decode(body)
+      assert.are.same({ field = "Port", stage = "validate" }, doc.Details)
+    end)
+
+    it("adds what was learned to a good test: TLS facts, Message-ID, timings, transcript", function()
+      local test = oauth_profile()
+      test.TestRecipient = "ops@example.com"
+      local status, body = srv:request { method = "POST", path = "/KeyfactorAPI/SMTP/Test", user = ADMIN,
+        headers = { ["X-Kfsmtp-Details"] = "1", ["x-keyfactor-api-version"] = "2" }, body = cjson.encode(test) }
+      assert.are.equal(200, status, body)
+      local doc = cjson.decode(body)
+      assert.are.same({ "Details" }, keys(doc))
+      local d = doc.Details
+      assert.are.equal("starttls", d.tls.mode)
+      assert.is_true(d.tls.verified)
+      assert.truthy(d.tls.cert.subject:find("localhost", 1, true))
+      assert.truthy(d.message_id:match("^<.+@.+>$"))
+      assert.truthy(d.timings.total > 0)
+      assert.truthy(#d.transcript > 5)
+      assert.falsy(body:find(CLIENT_SECRET, 1, true))
+      assert.falsy(body:find(tokens:token(), 1, true))
+    end)
+  end)
+end)

@@ -6,41 +6,25 @@ local H = require "helpers"
 
 local CLIENT, SECRET, MAILBOX = "app-7f3c", "client-Secret-0wL", "kf-mailbox@example.com"
 
-local function start_token_server(dir, certs, extra)
-  H.write(dir .. "/secret", SECRET .. "\n")
-  H.exec(("%s%s spec/support/token_server.py --dir %s --cert %s --key %s --client-id %s --client-secret-file %s %s > %s/log 2>&1 &"):format(
-    H.plain, H.python, H.q(dir), H.q(certs.cert), H.q(certs.key), CLIENT, H.q(dir .. "/secret"), extra or "", H.q(dir)))
-  local deadline = H.now_ms() + 10000
-  while not H.exists(dir .. "/port") do
-    assert(H.now_ms() < deadline, "token server did not start: " .. (H.read(dir .. "/log") or ""))
-    H.sleep(0.02)
-  end
-  return tonumber(H.read(dir .. "/port")), tonumber(H.read(dir .. "/pid"))
-end
-
-local function requests(dir) return tonumber(H.read(dir .. "/requests") or "0") or 0 end
-
 describe("OAuth 2.0 client credentials", function()
-  local certs, tokdir, tokport, tokpid, smtp, xoauth_only, plain_auth
+  local certs, tokens, smtp, xoauth_only, plain_auth
   setup(function()
     certs = H.certs()
-    tokdir = H.tmpdir()
-    tokport, tokpid = start_token_server(tokdir, certs)
-    H.write(tokdir .. "/token", "none-issued-yet")
-    smtp = H.start_smtp { mode = "starttls", oauth_token_file = tokdir .. "/token", oauth_only = true }
-    xoauth_only = H.start_smtp { mode = "starttls", oauth_token_file = tokdir .. "/token", oauth_only = true, oauth_mechs = "XOAUTH2" }
+    tokens = H.start_token_server(CLIENT, SECRET)
+    smtp = H.start_smtp { mode = "starttls", oauth_token_file = tokens.token_file, oauth_only = true }
+    xoauth_only = H.start_smtp { mode = "starttls", oauth_token_file = tokens.token_file, oauth_only = true, oauth_mechs = "XOAUTH2" }
     plain_auth = H.start_smtp { mode = "starttls", auth = "svc:pw" }
   end)
   teardown(function()
     smtp:stop() xoauth_only:stop() plain_auth:stop()
-    H.exec("kill " .. tokpid)
+    tokens:stop()
   end)
 
   local function req(srv, over)
     local t = { Host = "localhost", Port = srv.port, UseSSL = true, RelayAuthenticationType = 3,
       RelayUsername = MAILBOX, SenderAccount = MAILBOX, TestRecipient = "ops@example.com",
       ClientId = CLIENT, ClientSecret = SECRET, Scope = "https://outlook.office365.com/.default",
-      TokenEndpoint = ("https://localhost:%d/token"):format(tokport) }
+      TokenEndpoint = tokens.url }
     for k, v in pairs(over or {}) do t[k] = v end
     return t
   end
@@ -53,31 +37,31 @@ describe("OAuth 2.0 client credentials", function()
     assert.are.equal("OAUTHBEARER", info.auth_mechanism)
     local m = smtp:messages()[before + 1]
     assert.are.equal(MAILBOX, m.meta.auth_login)
-    local token = H.read(tokdir .. "/token"):gsub("%s+$", "")
+    local token = tokens:token()
     assert.truthy(token:match("^tok%-"))
     for _, secret in ipairs { SECRET, token } do
       assert.is_false(H.mentions(res, secret))
       assert.is_false(H.mentions(info, secret))
     end
     assert.falsy(smtp:commands():find(token, 1, true))
-    local last = H.decode_json(H.read(tokdir .. "/last_request.json"))
+    local last = H.decode_json(H.read(tokens.dir .. "/last_request.json"))
     assert.are.equal("https://outlook.office365.com/.default", last.scope)
   end)
 
   it("uses XOAUTH2 where OAUTHBEARER is not offered, and reuses the cached token", function()
-    local fetched = requests(tokdir)
+    local fetched = tokens:requests()
     local _, info = kfsmtp.open(H.store_path()):test(req(xoauth_only), opts())
     assert.is_nil(info.Message)
     assert.are.equal("XOAUTH2", info.auth_mechanism)
-    assert.are.equal(fetched, requests(tokdir), "the cached token was used")
+    assert.are.equal(fetched, tokens:requests(), "the cached token was used")
   end)
 
   it("fetches a new token once when the relay refuses the cached one", function()
-    local fetched = requests(tokdir)
-    H.write(tokdir .. "/token", "revoked") -- the relay no longer accepts the cached token
+    local fetched = tokens:requests()
+    H.write(tokens.token_file, "revoked") -- the relay no longer accepts the cached token
     local _, info = kfsmtp.open(H.store_path()):test(req(smtp), opts())
     assert.is_nil(info.Message)
-    assert.are.equal(fetched + 1, requests(tokdir))
+    assert.are.equal(fetched + 1, tokens:requests())
   end)
 
   it("reports a wrong client secret at the token stage, with the endpoint's error, sending nothing to the relay", function()
@@ -116,6 +100,13 @@ describe("OAuth 2.0 client credentials", function()
     assert.is_nil(p.ClientSecret)
     assert.is_false(H.mentions(p, SECRET))
     assert.truthy(H.read(path):find(SECRET, 1, true))
+    -- Version 1's shape (the default) has no OAuth field; version 2's has all but the secret.
+    assert.is_nil(p.ClientId)
+    local v2 = store:get { api_version = 2 }
+    assert.are.same({ CLIENT, tokens.url, "https://outlook.office365.com/.default", "" },
+      { v2.ClientId, v2.TokenEndpoint, v2.Scope, v2.Audience })
+    assert.is_false(H.mentions(v2, SECRET))
+    assert.has_error(function() store:get { api_version = 3 } end, "kfsmtp.get: api_version must be 1 or 2, not 3")
     -- A test with only the v1 fields of GET plus a recipient uses the stored OAuth settings.
     local form = store:get()
     form.TestRecipient = "ops@example.com"

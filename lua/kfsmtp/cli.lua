@@ -8,8 +8,8 @@ local json = kfsmtp.json
 local _M = {}
 
 local USAGE = [[
-Usage: kfsmtp get    [--store PATH]
-       kfsmtp update [FIELDS] [--replace] [--store PATH]
+Usage: kfsmtp get    [--api-version 1|2] [--store PATH]
+       kfsmtp update [FIELDS] [--replace] [--api-version 1|2] [--store PATH]
        kfsmtp test   --recipient ADDRESS [FIELDS] [TEST OPTIONS] [--store PATH]
        kfsmtp user-add NAME --users-file FILE [--permissions read,modify]
 
@@ -58,6 +58,9 @@ Test options:
   --transcript              print the SMTP dialog (secrets as ***) on stderr
   --info                    print the details (timings, TLS, reply) as JSON on stderr
 
+--api-version 2 prints version 2 of the API's profile: the OAuth fields
+(ClientId, TokenEndpoint, Scope, Audience; never the secret) as well.
+
 Store: --store PATH, else $KFSMTP_STORE, else ./kfsmtp-store.json
 
 Callers of the HTTP API (kfsmtp.openresty) live in a users file:
@@ -97,7 +100,7 @@ local OPTION_FLAGS = {
 local SWITCHES = { transcript = true, info = true, insecure = true, replace = true,
   help = true, ["use-ssl"] = true, ["no-use-ssl"] = true }
 local VALUE_FLAGS = { store = true, json = true, ["password-file"] = true, ["password-env"] = true,
-  ["users-file"] = true, permissions = true, ["client-secret-file"] = true }
+  ["users-file"] = true, permissions = true, ["client-secret-file"] = true, ["api-version"] = true }
 
 local function usage_error(msg)
   return { usage = msg }
@@ -241,6 +244,11 @@ function _M.main(argv, io_)
     return EXIT.usage
   end
 
+  local api_version = ({ ["1"] = 1, ["2"] = 2 })[a.flags["api-version"] or "1"]
+  if not api_version then
+    say("kfsmtp: --api-version takes 1 or 2\n")
+    return EXIT.usage
+  end
   local store = kfsmtp.open(a.flags.store or kfsmtp.default_store_path())
   local function fail(err)
     out(json.encode(kfsmtp.errors.body(err), true) .. "\n")
@@ -253,7 +261,7 @@ function _M.main(argv, io_)
   end
 
   if a.command == "get" then
-    local p, err = store:get()
+    local p, err = store:get { api_version = api_version }
     if not p then return fail(err) end
     out(json.encode(p, true) .. "\n")
     return 0
@@ -309,7 +317,7 @@ function _M.main(argv, io_)
   end
 
   if a.command == "update" then
-    local p, err = store:update(req)
+    local p, err = store:update(req, { api_version = api_version })
     if not p then return fail(err) end
     out(json.encode(p, true) .. "\n")
     say(("kfsmtp: stored the profile in %s\n"):format(store.path))

@@ -72,6 +72,17 @@ function _M.body(e)
   return { ErrorCode = e.ErrorCode, Message = e.Message }
 end
 
+-- What an err says beyond its body, for a client that asks (the HTTP
+-- API's X-Kfsmtp-Details): never a secret, since err never holds one.
+local DETAIL_KEYS = { "field", "stage", "smtp_code", "enhanced_code", "smtp_reply", "detail",
+  "http_status", "error", "error_description", "transcript" }
+
+function _M.details(e)
+  local d = {}
+  for _, k in ipairs(DETAIL_KEYS) do d[k] = e[k] end
+  return d
+end
+
 ---------------------------------------------------------------------------
 -- Delivery failures: from what kfsmtp.core observed to a sentence.
 

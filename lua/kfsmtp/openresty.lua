@@ -28,21 +28,35 @@ local JSON_TYPE = "application/json; charset=utf-8"
 ---------------------------------------------------------------------------
 -- What the worker threads run (a separate Lua VM each: plain data in and out).
 
--- run_update(store_path, req) --> status, body
-function _M.run_update(store_path, req)
-  local p, err = kfsmtp.open(store_path):update(req)
-  if not p then return err.status, json.encode(errors.body(err)) end
+-- The error body; with details, kfsmtp's extra Details object (what the
+-- browser page shows: field, stage, the server's reply, the transcript).
+local function error_json(err, details)
+  local body = errors.body(err)
+  if details then body.Details = errors.details(err) end
+  return json.encode(body)
+end
+
+-- run_update(store_path, req, api_version, details) --> status, body
+function _M.run_update(store_path, req, api_version, details)
+  local p, err = kfsmtp.open(store_path):update(req, { api_version = api_version })
+  if not p then return err.status, error_json(err, details) end
   return 200, json.encode(p)
 end
 
--- run_test(store_path, req, opts) --> status, body
-function _M.run_test(store_path, req, opts)
-  local ok, res, err = pcall(kfsmtp.open(store_path).test, kfsmtp.open(store_path), req, opts)
+-- run_test(store_path, req, opts, api_version, details) --> status, body.
+-- Version 2 answers a good test with 200 and no body, as the real API
+-- does; Details, when asked, is the whole body then.
+function _M.run_test(store_path, req, opts, api_version, details)
+  local store = kfsmtp.open(store_path)
+  local ok, res, info = pcall(store.test, store, req, opts)
   if not ok then
     -- Only a misconfigured handler (bad opts) raises here.
     return 500, json.encode(errors.body(errors.new("internal", { Message = "kfsmtp handler misconfigured: " .. tostring(res) })))
   end
-  if not res then return err.status, json.encode(errors.body(err)) end
+  if not res then return info.status, error_json(info, details) end
+  if api_version == 2 then res = {} end
+  if details then res.Details = info end
+  if next(res) == nil then return 200, "" end
   return 200, json.encode(res)
 end
 
@@ -51,7 +65,12 @@ end
 
 local function respond(status, body, headers)
   ngx.status = status
-  ngx.header["Content-Type"] = JSON_TYPE
+  if body ~= "" then
+    ngx.header["Content-Type"] = JSON_TYPE
+  else
+    -- Version 2's "no content": say so, rather than an empty chunked body.
+    ngx.header["Content-Length"] = 0
+  end
   ngx.header["Cache-Control"] = "no-store"
   for k, v in pairs(headers or {}) do ngx.header[k] = v end
   ngx.print(body)
@@ -136,7 +155,7 @@ local function read_body(handler)
   return data
 end
 
-local function parse_body(handler)
+local function parse_body(handler, details)
   local ctype = (ngx.var.content_type or ""):lower():match("^%s*([^;%s]+)") or ""
   if ctype ~= "application/json" and ctype ~= "application/x-www-form-urlencoded" then
     return nil, fail("media_type", ("Content-Type %q is not supported: send application/json or application/x-www-form-urlencoded."):format(ctype))
@@ -160,7 +179,7 @@ local function parse_body(handler)
     for k, v in pairs(args) do
       if type(v) == "table" then
         local e = errors.field(k, ("%s is given more than once in the form: send it once."):format(k), "ambiguous_field")
-        return nil, respond(e.status, json.encode(errors.body(e)))
+        return nil, respond(e.status, error_json(e, details))
       end
       req[k] = v == true and "" or v
     end
@@ -168,7 +187,17 @@ local function parse_body(handler)
   return req
 end
 
-local get_bodies = {} -- store path --> { record = , body = }
+local get_bodies = {} -- store path, API version --> { record = , body = }
+
+local API_VERSIONS = { ["1"] = 1, ["1.0"] = 1, ["2"] = 2, ["2.0"] = 2 }
+-- X-Kfsmtp-Details: kfsmtp's extension, asked for by the browser page.
+local DETAILS_ON = { ["1"] = true, ["true"] = true, yes = true }
+
+local function copy(t)
+  local c = {}
+  for k, v in pairs(t) do c[k] = v end
+  return c
+end
 
 local ROUTES = {
   ["/smtp"] = { name = "smtp", allow = "GET, PUT", methods = { GET = users.READ, PUT = users.MODIFY } },
@@ -205,9 +234,11 @@ function Handler:handle()
     return fail("missing_header", "The header X-Keyfactor-Requested-With is required (e.g. X-Keyfactor-Requested-With: APIClient).")
   end
   local version = ngx.var.http_x_keyfactor_api_version
-  if version and version ~= "1" and version ~= "1.0" then
-    return fail("bad_api_version", ("x-keyfactor-api-version %q is not supported for the SMTP endpoints: use 1."):format(version))
+  local api_version = version == nil and 1 or API_VERSIONS[version]
+  if not api_version then
+    return fail("bad_api_version", ("x-keyfactor-api-version %q is not supported for the SMTP endpoints: use 1 (the default) or 2."):format(version))
   end
+  local details = DETAILS_ON[ngx.var.http_x_kfsmtp_details or ""] or false
 
   local method = ngx.req.get_method()
   local needed = route.methods[method]
@@ -227,19 +258,20 @@ function Handler:handle()
     end
     -- The store hands back the same record while nothing changed: so is
     -- the body, encoded once per change instead of once per request.
-    local cached = get_bodies[self.store]
+    local key = self.store .. "\0" .. api_version
+    local cached = get_bodies[key]
     if not cached or cached.record ~= record then
-      cached = { record = record, body = json.encode(assert(store:get())) }
-      get_bodies[self.store] = cached
+      cached = { record = record, body = json.encode(assert(store:get { api_version = api_version })) }
+      get_bodies[key] = cached
     end
     return respond(200, cached.body)
   end
 
-  local req, done = parse_body(self)
+  local req, done = parse_body(self, details)
   if not req then return done end
   local status, body
   if route.name == "smtp" then
-    status, body = in_thread(self, "kfsmtp.openresty", "run_update", self.store, req)
+    status, body = in_thread(self, "kfsmtp.openresty", "run_update", self.store, req, api_version, details)
   else
     -- QuitAfter (any letter case): kfsmtp's extra field for a check that
     -- sends no mail; not part of Keyfactor's API.
@@ -248,15 +280,18 @@ function Handler:handle()
       if type(k) == "string" and k:lower() == "quitafter" then
         if type(v) ~= "string" or not kfsmtp.QUIT_STAGES[v:lower()] then
           local e = errors.field("QuitAfter", "QuitAfter must be connect, tls, auth or rcpt.")
-          return respond(e.status, json.encode(errors.body(e)))
+          return respond(e.status, error_json(e, details))
         end
-        opts = {}
-        for ok, ov in pairs(self.test_options) do opts[ok] = ov end
+        opts = copy(opts)
         opts.quit_after = v:lower()
         req[k] = nil
       end
     end
-    status, body = in_thread(self, "kfsmtp.openresty", "run_test", self.store, req, opts)
+    if details then
+      opts = copy(opts)
+      opts.transcript = true
+    end
+    status, body = in_thread(self, "kfsmtp.openresty", "run_test", self.store, req, opts, api_version, details)
   end
   if not status then
     return fail("internal", "The request could not be run (see the server's error log).")

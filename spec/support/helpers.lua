@@ -121,6 +121,32 @@ function H.start_smtp(opts)
   return s
 end
 
+-- The suite's OAuth token endpoint (spec/support/token_server.py) over
+-- HTTPS with the throwaway CA: it issues a new token per request and
+-- writes the current one to dir/token, which start_smtp's
+-- oauth_token_file reads. The client secret travels in a file.
+local TokenServer = {}
+TokenServer.__index = TokenServer
+
+function H.start_token_server(client_id, client_secret, extra)
+  local dir, certs = H.tmpdir(), H.certs()
+  H.write(dir .. "/secret", client_secret .. "\n")
+  H.exec(("%s%s spec/support/token_server.py --dir %s --cert %s --key %s --client-id %s --client-secret-file %s %s > %s/log 2>&1 &"):format(
+    H.plain, H.python, H.q(dir), H.q(certs.cert), H.q(certs.key), H.q(client_id), H.q(dir .. "/secret"), extra or "", H.q(dir)))
+  local deadline = H.now_ms() + 10000
+  while not H.exists(dir .. "/port") do
+    assert(H.now_ms() < deadline, "token server did not start: " .. (H.read(dir .. "/log") or ""))
+    H.sleep(0.02)
+  end
+  H.write(dir .. "/token", "none-issued-yet")
+  return setmetatable({ dir = dir, port = tonumber(H.read(dir .. "/port")), pid = tonumber(H.read(dir .. "/pid")),
+    token_file = dir .. "/token", url = ("https://localhost:%d/token"):format(tonumber(H.read(dir .. "/port"))) }, TokenServer)
+end
+
+function TokenServer:requests() return tonumber(H.read(self.dir .. "/requests") or "0") or 0 end
+function TokenServer:token() return (H.read(self.token_file) or ""):gsub("%s+$", "") end
+function TokenServer:stop() H.exec("kill " .. self.pid .. " 2>/dev/null") end
+
 -- Messages received so far: { meta = {...}, raw = "..." } in order.
 function Server:messages()
   local list, n = {}, 1

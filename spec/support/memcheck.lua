@@ -1,11 +1,13 @@
 -- Exercised under valgrind by spec/memcheck_spec.lua: every C path of the
--- core (validation, composition, store, successful and failed deliveries)
--- a few times, so a leak per call would show as definitely lost.
--- usage: lua5.4 memcheck.lua STORE_PATH PORT CLOSED_PORT
+-- core (validation, composition, store, successful and failed deliveries,
+-- STARTTLS, OAuth token fetches good and refused) a few times, so a leak
+-- per call would show as definitely lost.
+-- usage: lua5.4 memcheck.lua STORE_PATH PORT CLOSED_PORT OAUTH_PORT TOKEN_URL CA_FILE
 package.path = "lua/?.lua;" .. package.path
 package.cpath = "build/lua5.4/?.so;" .. package.cpath
 local kfsmtp = require "kfsmtp"
 local path, port, closed = arg[1], tonumber(arg[2]), tonumber(arg[3])
+local oauth_port, token_url, ca_file = tonumber(arg[4]), arg[5], arg[6]
 local store = kfsmtp.open(path)
 for i = 1, 3 do
   assert(store:update { Host = "127.0.0.1", Port = port, SenderAccount = "kf@example.com",
@@ -22,6 +24,12 @@ for i = 1, 3 do
   assert(not store:test(req, { transcript = true }))
   req.Port = closed
   assert(not store:test(req))
+  local oauth = { Host = "localhost", Port = oauth_port, UseSSL = true, RelayAuthenticationType = 3,
+    SenderAccount = "kf@example.com", TestRecipient = "ops@example.com", ClientId = "memcheck-app",
+    ClientSecret = "memcheck-secret", TokenEndpoint = token_url, Scope = "smtp" }
+  assert(store:test(oauth, { ca_file = ca_file, transcript = true }))
+  oauth.ClientSecret = "wrong"
+  assert(not store:test(oauth, { ca_file = ca_file }))
 end
 collectgarbage()
 print("memcheck script done")
