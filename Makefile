@@ -14,6 +14,7 @@ DESTDIR ?=
 LUA_CMOD_DIR ?= $(PREFIX)/lib/lua/$(LUA_ABI)
 LUA_LMOD_DIR ?= $(PREFIX)/share/lua/$(LUA_ABI)
 BIN_DIR ?= $(PREFIX)/bin
+WWW_DIR ?= $(PREFIX)/share/kfsmtp/www
 
 # Lua's own warning set, plus -Werror.
 WARN = -Wall -Wextra -Werror -Wshadow -Wmissing-prototypes -Wstrict-prototypes \
@@ -138,11 +139,13 @@ install: $(MODULE)
 	install -m 0644 lua/kfsmtp/*.lua $(DESTDIR)$(LUA_LMOD_DIR)/kfsmtp/
 	sed '1s|.*|#!/usr/bin/env $(LUA)|' bin/kfsmtp > $(DESTDIR)$(BIN_DIR)/kfsmtp
 	chmod 0755 $(DESTDIR)$(BIN_DIR)/kfsmtp
+	install -d $(DESTDIR)$(WWW_DIR)
+	install -m 0644 www/index.html www/smtp.css www/smtp.js www/favicon.svg $(DESTDIR)$(WWW_DIR)/
 
 uninstall:
 	rm -f $(DESTDIR)$(LUA_CMOD_DIR)/kfsmtp/core.so $(DESTDIR)$(LUA_LMOD_DIR)/kfsmtp.lua \
 	      $(DESTDIR)$(BIN_DIR)/kfsmtp
-	rm -rf $(DESTDIR)$(LUA_LMOD_DIR)/kfsmtp
+	rm -rf $(DESTDIR)$(LUA_LMOD_DIR)/kfsmtp $(DESTDIR)$(WWW_DIR)
 
 clean:
 	rm -rf build csrc/*.o kfsmtp

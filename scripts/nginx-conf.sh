@@ -53,6 +53,18 @@ http {
         }
       }
     }
+    # The browser page: static files, a client of the API above.
+    location /KeyfactorAPI/Portal/ {
+      alias $root/www/;
+      index index.html;
+      include /etc/nginx/mime.types;
+      charset utf-8;
+      charset_types text/css application/javascript;
+      add_header Content-Security-Policy "default-src 'self'; frame-ancestors 'none'; form-action 'self'; base-uri 'none'" always;
+      add_header X-Content-Type-Options nosniff always;
+      add_header Referrer-Policy no-referrer always;
+      add_header Cache-Control no-cache always;
+    }
     location @kfsmtp_too_large {
       content_by_lua_block { require("kfsmtp.openresty").too_large() }
     }

@@ -2,7 +2,8 @@
 # `make serve`: the HTTP API on 127.0.0.1:$PORT (default 8080) with nginx +
 # lua-nginx-module, the working tree's store (./kfsmtp-store.json, shared
 # with bin/kfsmtp), a first administrator, and a loopback capture SMTP server
-# to try POST /SMTP/Test against. Runs until Ctrl-C.
+# to try POST /SMTP/Test against, and the browser page at /KeyfactorAPI/Portal/.
+# Runs until Ctrl-C.
 set -eu
 cd "$(dirname "$0")/.."
 PORT=${PORT:-8080}
@@ -53,7 +54,11 @@ else
 fi
 cat <<MSG
 
-Try (paste into another shell):
+In a browser: http://127.0.0.1:$PORT/KeyfactorAPI/Portal/
+  sign in as admin with the password above; to try a test email, set Host 127.0.0.1,
+  Port $smtp_port, Use SSL/TLS off, a sender account, then "Send test email".
+
+Or with curl (paste into another shell):
 
   export KF_AUTH='admin:$( [ -n "$generated" ] && echo "$KFSMTP_ADMIN_PASSWORD" || echo '<password>')'
   curl -s -u "\$KF_AUTH" -H 'X-Keyfactor-Requested-With: APIClient' $base/SMTP

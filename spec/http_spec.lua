@@ -56,6 +56,21 @@ describe("the HTTP API", function()
     end
   end)
 
+  it("leaves the challenge out for a script with its own sign-in form (X-Requested-With)", function()
+    local status, body, headers = ngx_srv:request { user = "CORP\\admin:wrong", headers = { ["X-Requested-With"] = "XMLHttpRequest" } }
+    error_body(status, body, "0xA0530101", 401)
+    assert.is_nil(headers["www-authenticate"])
+  end)
+
+  it("names the caller's permissions in X-Kfsmtp-Permissions when details are asked for", function()
+    local _, _, headers = ngx_srv:request { user = READER, headers = { ["X-Kfsmtp-Details"] = "1" } }
+    assert.are.equal("/system_settings/read/", headers["x-kfsmtp-permissions"])
+    _, _, headers = ngx_srv:request { user = ADMIN, headers = { ["X-Kfsmtp-Details"] = "1" } }
+    assert.are.equal("/system_settings/modify/ /system_settings/read/", headers["x-kfsmtp-permissions"])
+    _, _, headers = ngx_srv:request { user = ADMIN }
+    assert.is_nil(headers["x-kfsmtp-permissions"])
+  end)
+
   it("matches user names case-insensitively, DOMAIN\\user included", function()
     local status = ngx_srv:request { user = "corp\\ADMIN:admin-Passw0rd" }
     assert.are.equal(200, status)

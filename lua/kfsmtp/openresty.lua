@@ -193,6 +193,13 @@ local API_VERSIONS = { ["1"] = 1, ["1.0"] = 1, ["2"] = 2, ["2.0"] = 2 }
 -- X-Kfsmtp-Details: kfsmtp's extension, asked for by the browser page.
 local DETAILS_ON = { ["1"] = true, ["true"] = true, yes = true }
 
+local function permission_list(perms)
+  local list = {}
+  for p in pairs(perms) do list[#list + 1] = p end
+  table.sort(list)
+  return table.concat(list, " ")
+end
+
 local function copy(t)
   local c = {}
   for k, v in pairs(t) do c[k] = v end
@@ -224,8 +231,12 @@ function Handler:handle()
     return fail("internal", "The server's users file cannot be read; the administrator must fix it (see the server's error log).")
   end
   if not perms then
-    return fail("unauthenticated", "Authentication is required: send HTTP Basic credentials (DOMAIN\\user:password) of a configured user.",
-      { ["WWW-Authenticate"] = ('Basic realm="%s", charset="UTF-8"'):format(self.realm) })
+    -- A script with its own sign-in form (X-Requested-With:
+    -- XMLHttpRequest, the browser page) gets no challenge, which would
+    -- make the browser open its own login dialog over the page.
+    local challenge = ngx.var.http_x_requested_with ~= "XMLHttpRequest"
+      and { ["WWW-Authenticate"] = ('Basic realm="%s", charset="UTF-8"'):format(self.realm) } or nil
+    return fail("unauthenticated", "Authentication is required: send HTTP Basic credentials (DOMAIN\\user:password) of a configured user.", challenge)
   end
 
   -- ngx.var reads one header; ngx.req.get_headers() would build a table
@@ -239,6 +250,11 @@ function Handler:handle()
     return fail("bad_api_version", ("x-keyfactor-api-version %q is not supported for the SMTP endpoints: use 1 (the default) or 2."):format(version))
   end
   local details = DETAILS_ON[ngx.var.http_x_kfsmtp_details or ""] or false
+  if details then
+    -- So that a page can show a read-only form to a caller who may not
+    -- change the profile, instead of letting them find out on Save.
+    ngx.header["X-Kfsmtp-Permissions"] = permission_list(perms)
+  end
 
   local method = ngx.req.get_method()
   local needed = route.methods[method]

@@ -1,0 +1,148 @@
+-- The browser page ({base}/Portal/) in Debian's chromium, driven by
+-- playwright-core (browser/page.mjs) against the real nginx, store and a
+-- STARTTLS capture server with AUTH. Screenshots of every state land in
+-- artifacts/page/. Tag #browser: run once, in the Lua 5.4 pass (nginx runs
+-- its own LuaJIT whatever busted runs under).
+local kfsmtp = require "kfsmtp"
+local H = require "helpers"
+local cjson = require "cjson"
+
+local ADMIN = { "CORP\\admin", "admin-Passw0rd" }
+local READER = { "reader", "reader-Passw0rd" }
+local RELAY_USER, RELAY_PASSWORD = "svc-mail", "Relay-Page-Secret-42"
+local ARTIFACTS = (os.getenv("PWD") or ".") .. "/artifacts/page"
+
+describe("the SMTP configuration page #browser", function()
+  local smtp, srv, url
+  setup(function()
+    H.sh("mkdir -p " .. H.q(ARTIFACTS))
+    smtp = H.start_smtp { mode = "starttls", auth = RELAY_USER .. ":" .. RELAY_PASSWORD }
+    srv = H.start_nginx { workers = 1, extra = ("ca_file = %q,"):format(H.certs().ca),
+      users = { { ADMIN[1], ADMIN[2], { "all" } }, { READER[1], READER[2], { "read" } } } }
+    url = ("http://127.0.0.1:%d/KeyfactorAPI/Portal/"):format(srv.port)
+  end)
+  teardown(function()
+    srv:stop()
+    smtp:stop()
+  end)
+
+  -- The profile that reaches the capture server, as a person would type it.
+  local function relay_profile()
+    return { Host = "localhost", Port = smtp.port, UseSSL = true, SenderName = "Keyfactor Command",
+      SenderAccount = "keyfactor@example.com", RelayAuthenticationType = 2,
+      RelayUsername = RELAY_USER, RelayPassword = RELAY_PASSWORD }
+  end
+
+  local function store(profile)
+    assert(kfsmtp.open(srv.store):update(profile))
+  end
+
+  local function browse(scenario, extra)
+    local cfg = { url = url, artifacts = ARTIFACTS, admin = ADMIN, reader = READER }
+    for k, v in pairs(extra or {}) do cfg[k] = v end
+    local path = H.tmpdir() .. "/config.json"
+    H.write(path, cjson.encode(cfg))
+    local out = H.sh(("%snode browser/page.mjs %s %s"):format(H.plain, scenario, H.q(path)))
+    local ok, seen = pcall(cjson.decode, out:match("[^\n]*$") ~= "" and out:match("[^\n]*$") or out)
+    assert(ok and type(seen) == "table", "browser/page.mjs printed no JSON: " .. out)
+    assert.is_nil(seen.error, seen.error)
+    assert.are.same({}, seen.console_errors)
+    assert.are.same({}, seen.dialogs)
+    assert.truthy(#seen.screenshots > 0)
+    for _, shot in ipairs(seen.screenshots) do assert.truthy(H.exists(shot), shot) end
+    return seen
+  end
+
+  it("refuses a wrong password on its own form, without the browser's login dialog", function()
+    local seen = browse("wrong-password")
+    assert.are.equal("The user name or the password is wrong.", seen.problem)
+    assert.is_false(seen.settings_visible)
+  end)
+
+  it("loads the profile, saves every edited field, and shows them again after a reload", function()
+    store { Host = "old-relay.example.com", Port = 25, SenderAccount = "old@example.com" }
+    local want = relay_profile()
+    local seen = browse("edit-save-reload", { profile = want })
+    assert.are.equal("Saved.", seen.save_status)
+    local v = seen.after_reload
+    assert.are.same({ want.Host, tostring(want.Port), true, want.SenderName, want.SenderAccount, "2", want.RelayUsername },
+      { v.Host, v.Port, v.UseSSL, v.SenderName, v.SenderAccount, v.RelayAuthenticationType, v.RelayUsername })
+    -- Write-only: stored, said to be stored, never sent back to the page.
+    assert.are.equal("", v.RelayPassword)
+    assert.truthy(seen.password_hint:find("A password is stored", 1, true))
+    assert.falsy(seen.html:find(RELAY_PASSWORD, 1, true))
+    local doc = cjson.decode(H.read(srv.store))
+    assert.are.same({ want.Host, want.Port, want.RelayPassword }, { doc.Host, math.floor(doc.Port), doc.RelayPassword })
+  end)
+
+  it("shows a refused value next to the field it names", function()
+    store(relay_profile())
+    local seen = browse("field-error")
+    assert.truthy(seen.port_error:find("Port", 1, true), seen.port_error)
+    assert.are.equal("true", seen.port_invalid)
+    assert.are.equal("Port", seen.focused)
+    assert.truthy(seen.save_status:find("^Not saved"))
+    assert.are.equal(smtp.port, math.floor(cjson.decode(H.read(srv.store)).Port), "nothing was stored")
+  end)
+
+  it("sends a test email and shows the relay's reply, the Message-ID, TLS facts and the transcript", function()
+    store(relay_profile())
+    local before = #smtp:messages()
+    local seen = browse("test-success", { recipient = "pki-team@example.com" })
+    assert.are.equal("good", seen.result.kind, seen.result.text)
+    assert.are.equal("Test email accepted by the relay", seen.result.heading)
+    for _, fact in ipairs { "STARTTLS", "verified (chain and host name)", "TLSv1.3", "CN=localhost", "250" } do
+      assert.truthy(seen.result.text:find(fact, 1, true), fact .. " in " .. seen.result.text)
+    end
+    assert.is_true(seen.transcript_visible)
+    assert.truthy(seen.transcript:find("C: AUTH PLAIN\nS: 334 \nC: ***", 1, true), seen.transcript)
+    assert.falsy(seen.transcript:find(RELAY_PASSWORD, 1, true))
+    local messages = smtp:messages()
+    assert.are.equal(before + 1, #messages)
+    assert.truthy(messages[#messages].raw:find("Message-ID: " .. seen.message_id, 1, true), seen.message_id)
+    assert.are.same({ "pki-team@example.com" }, messages[#messages].meta.rcpt_tos)
+  end)
+
+  it("explains a refused login: the stage, the server's code and the fix", function()
+    store(relay_profile())
+    local seen = browse("test-auth-refused", { recipient = "pki-team@example.com", wrong_password = "not-" .. RELAY_PASSWORD })
+    assert.are.equal("bad", seen.result.kind)
+    assert.are.equal("Test failed at: authentication", seen.result.heading)
+    for _, fact in ipairs { "535", "check RelayUsername", "0xA0530050" } do
+      assert.truthy(seen.result.text:find(fact, 1, true), fact .. " in " .. seen.result.text)
+    end
+    assert.falsy(seen.html:find(RELAY_PASSWORD, 1, true))
+  end)
+
+  it("checks without sending: the dialog stops before the message", function()
+    store(relay_profile())
+    local before = #smtp:messages()
+    local seen = browse("check-without-sending", { recipient = "pki-team@example.com" })
+    assert.are.equal("good", seen.result.kind, seen.result.text)
+    assert.truthy(seen.result.heading:find("no email was sent", 1, true))
+    assert.are.equal(before, #smtp:messages())
+  end)
+
+  it("shows a reader the profile read-only, with no way to save or test", function()
+    store(relay_profile())
+    local seen = browse("read-only")
+    assert.are.equal("localhost", seen.values.Host)
+    assert.is_true(seen.note_visible)
+    assert.is_false(seen.save_visible)
+    assert.is_false(seen.test_visible)
+    assert.are.equal("", seen.host_readonly)
+    assert.is_true(seen.auth_disabled)
+  end)
+
+  it("works from the keyboard alone on a 360 px screen, every control labelled", function()
+    store(relay_profile())
+    local seen = browse("keyboard-360", { width = 360, new_host = "relay-by-keyboard.example.com" })
+    assert.are.equal("Host", seen.focused_after_sign_in)
+    assert.are.equal("Saved.", seen.save_status)
+    assert.is_true(seen.tabs_to_save < 40)
+    assert.are.equal(360, seen.widths.viewport)
+    assert.is_true(seen.widths.document <= 360, "the page is " .. seen.widths.document .. " px wide")
+    assert.are.same({}, seen.unnamed)
+    assert.are.equal("relay-by-keyboard.example.com", cjson.decode(H.read(srv.store)).Host)
+  end)
+end)

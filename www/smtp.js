@@ -1,0 +1,406 @@
+// The SMTP configuration page. It is a client of the HTTP API like any
+// other: Basic credentials of an API user, X-Keyfactor-Requested-With,
+// version 2 of the API (so the OAuth fields show), and X-Kfsmtp-Details
+// for the stage, the server's reply, TLS facts and the transcript. The
+// credentials live in this page's memory only: a reload asks again.
+"use strict";
+
+(function () {
+  // The page sits at {base}/Portal/; the API is {base}/SMTP.
+  const API_BASE = location.pathname.replace(/\/Portal(\/.*)?$/i, "");
+  const MODIFY = "/system_settings/modify/";
+  // Each secret belongs to one RelayAuthenticationType.
+  const SECRET_OF_TYPE = { 2: "RelayPassword", 3: "ClientSecret" };
+  const TEXT_FIELDS = ["Host", "SenderName", "SenderAccount", "RelayUsername",
+    "ClientId", "TokenEndpoint", "Scope", "Audience"];
+  const STAGES = {
+    validate: "checking the settings",
+    resolve: "looking up the host name",
+    connect: "connecting",
+    greeting: "waiting for the server's greeting",
+    tls: "TLS",
+    ehlo: "EHLO (the server's capabilities)",
+    auth: "authentication",
+    mail: "sender (MAIL FROM)",
+    rcpt: "recipient (RCPT TO)",
+    data: "message (DATA)",
+    token: "OAuth token endpoint",
+  };
+
+  const $ = (id) => document.getElementById(id);
+  let authorization = null;
+  let canModify = false;
+
+  function basicAuthorization(user, password) {
+    // UTF-8, as the server's WWW-Authenticate (charset="UTF-8") asks.
+    const bytes = new TextEncoder().encode(user + ":" + password);
+    let binary = "";
+    bytes.forEach((b) => { binary += String.fromCharCode(b); });
+    return "Basic " + btoa(binary);
+  }
+
+  async function call(method, path, body) {
+    const headers = {
+      "Authorization": authorization,
+      "X-Keyfactor-Requested-With": "kfsmtp-page",
+      "x-keyfactor-api-version": "2",
+      "X-Kfsmtp-Details": "1",
+      // Asks for a 401 without WWW-Authenticate, so the browser leaves
+      // signing in to this page's form instead of its own dialog.
+      "X-Requested-With": "XMLHttpRequest",
+      "Accept": "application/json",
+    };
+    const init = { method, headers, cache: "no-store", credentials: "omit" };
+    if (body !== undefined) {
+      headers["Content-Type"] = "application/json";
+      init.body = JSON.stringify(body);
+    }
+    let response;
+    try {
+      response = await fetch(API_BASE + path, init);
+    } catch (e) {
+      return { status: 0, doc: { Message: "The server could not be reached (" + e.message + "). Check that it is running, then try again." } };
+    }
+    const text = await response.text();
+    let doc = {};
+    if (text !== "") {
+      try {
+        doc = JSON.parse(text);
+      } catch (e) {
+        doc = { Message: "The server answered HTTP " + response.status + " with a body that is not JSON." };
+      }
+    }
+    return { status: response.status, doc, headers: response.headers };
+  }
+
+  function el(tag, attrs, ...children) {
+    const node = document.createElement(tag);
+    for (const [k, v] of Object.entries(attrs || {})) {
+      if (k === "class") node.className = v; else node.setAttribute(k, v);
+    }
+    for (const child of children) {
+      if (child !== null && child !== undefined) node.append(child);
+    }
+    return node;
+  }
+
+  function facts(pairs) {
+    const dl = el("dl", { class: "facts" });
+    for (const [name, value] of pairs) {
+      if (value === undefined || value === null || value === "") continue;
+      dl.append(el("dt", null, name), el("dd", null, String(value)));
+    }
+    return dl;
+  }
+
+  // ------------------------------------------------------------------
+  // Field errors: next to the field err.field names.
+
+  function clearFieldErrors() {
+    for (const p of document.querySelectorAll(".field-error")) {
+      p.hidden = true;
+      p.textContent = "";
+    }
+    for (const input of document.querySelectorAll("[aria-invalid]")) input.removeAttribute("aria-invalid");
+  }
+
+  function showFieldError(field, message) {
+    if (field === "SenderAddress") field = "SenderAccount";
+    const input = $(field);
+    const slot = $(field + "-error");
+    if (!input || !slot || input.closest("[hidden]")) return false;
+    slot.textContent = message;
+    slot.hidden = false;
+    input.setAttribute("aria-invalid", "true");
+    input.focus();
+    return true;
+  }
+
+  // ------------------------------------------------------------------
+  // The profile form.
+
+  function showAuthFields() {
+    const type = $("RelayAuthenticationType").value;
+    for (const node of document.querySelectorAll("[data-auth]")) {
+      node.hidden = !node.dataset.auth.split(" ").includes(type);
+    }
+    $("RelayUsername-label").textContent = type === "3" ? "Mailbox (RelayUsername)" : "Relay user name";
+  }
+
+  function showStoredSecrets(profile) {
+    for (const [type, name] of Object.entries(SECRET_OF_TYPE)) {
+      const isStored = profile.RelayAuthenticationType === Number(type);
+      $(name + "-stored").textContent = isStored
+        ? "A " + (name === "ClientSecret" ? "client secret" : "password") + " is stored; it is never shown. Leave this empty to keep it, or type a new one."
+        : "None is stored yet.";
+      $(name).value = "";
+      $(name).placeholder = isStored ? "(stored, unchanged)" : "";
+    }
+  }
+
+  function fill(profile) {
+    for (const name of TEXT_FIELDS) $(name).value = profile[name] || "";
+    $("Port").value = String(profile.Port);
+    $("UseSSL").checked = profile.UseSSL === true;
+    $("RelayAuthenticationType").value = String(profile.RelayAuthenticationType);
+    showStoredSecrets(profile);
+    showAuthFields();
+  }
+
+  // The request body, from the form. Secrets only when typed: an empty
+  // one means "keep the stored one", which the API does by itself.
+  function collect() {
+    const type = Number($("RelayAuthenticationType").value);
+    const port = $("Port").value.trim();
+    const req = {
+      Host: $("Host").value.trim(),
+      Port: /^\d{1,5}$/.test(port) ? Number(port) : port,
+      UseSSL: $("UseSSL").checked,
+      SenderName: $("SenderName").value,
+      SenderAccount: $("SenderAccount").value.trim(),
+      RelayAuthenticationType: type,
+      RelayUsername: type === 0 ? "" : $("RelayUsername").value.trim(),
+    };
+    if (type === 3) {
+      for (const name of ["ClientId", "TokenEndpoint", "Scope", "Audience"]) req[name] = $(name).value.trim();
+    }
+    const secret = SECRET_OF_TYPE[type];
+    if (secret && $(secret).value !== "") req[secret] = { SecretValue: $(secret).value };
+    return req;
+  }
+
+  function setStatus(node, text, kind) {
+    node.textContent = text;
+    node.classList.toggle("good", kind === "good");
+    node.classList.toggle("bad", kind === "bad");
+  }
+
+  function setReadOnly(readOnly) {
+    for (const input of $("profile").querySelectorAll("input")) {
+      if (input.type === "checkbox") input.disabled = readOnly; else input.readOnly = readOnly;
+    }
+    $("RelayAuthenticationType").disabled = readOnly;
+    $("save-actions").hidden = readOnly;
+    $("read-only-note").hidden = !readOnly;
+    $("test-section").hidden = readOnly;
+  }
+
+  async function load() {
+    const r = await call("GET", "/SMTP");
+    if (r.status !== 200) return r;
+    const granted = (r.headers.get("X-Kfsmtp-Permissions") || "").split(" ");
+    canModify = granted.includes(MODIFY);
+    fill(r.doc);
+    return r;
+  }
+
+  // ------------------------------------------------------------------
+  // Signing in and out.
+
+  async function signIn(event) {
+    event.preventDefault();
+    const problem = $("sign-in-problem");
+    const user = $("sign-in-user").value.trim();
+    const password = $("sign-in-password").value;
+    if (user === "" || password === "") {
+      problem.textContent = "Type the user name and the password.";
+      problem.hidden = false;
+      $(user === "" ? "sign-in-user" : "sign-in-password").focus();
+      return;
+    }
+    authorization = basicAuthorization(user, password);
+    $("sign-in-button").disabled = true;
+    const r = await load();
+    $("sign-in-button").disabled = false;
+    if (r.status !== 200) {
+      authorization = null;
+      problem.textContent = r.status === 401 ? "The user name or the password is wrong."
+        : r.status === 403 ? "This user may not view the SMTP settings: it needs the permission /system_settings/read/."
+          : (r.doc.Message || ("The server answered HTTP " + r.status + "."));
+      problem.hidden = false;
+      $("sign-in-password").focus();
+      return;
+    }
+    problem.hidden = true;
+    $("sign-in-password").value = "";
+    $("who-name").textContent = user;
+    $("who").hidden = false;
+    $("sign-in-section").hidden = true;
+    $("settings-section").hidden = false;
+    setReadOnly(!canModify);
+    $("Host").focus();
+  }
+
+  function signOut() {
+    authorization = null;
+    canModify = false;
+    clearFieldErrors();
+    $("profile").reset();
+    $("test").reset();
+    $("result").hidden = true;
+    $("result").replaceChildren();
+    setStatus($("save-status"), "");
+    $("who").hidden = true;
+    $("settings-section").hidden = true;
+    $("test-section").hidden = true;
+    $("sign-in-section").hidden = false;
+    $("sign-in-user").focus();
+  }
+
+  // ------------------------------------------------------------------
+  // Saving.
+
+  async function save(event) {
+    event.preventDefault();
+    clearFieldErrors();
+    const status = $("save-status");
+    setStatus(status, "Saving…");
+    $("save").disabled = true;
+    const r = await call("PUT", "/SMTP", collect());
+    $("save").disabled = false;
+    if (r.status === 200) {
+      fill(r.doc);
+      setStatus(status, "Saved.", "good");
+      return;
+    }
+    if (r.status === 401) return expired();
+    const details = r.doc.Details || {};
+    setStatus(status, "Not saved: " + (r.doc.Message || ("HTTP " + r.status)), "bad");
+    if (details.field) showFieldError(details.field, r.doc.Message);
+  }
+
+  function expired() {
+    signOut();
+    const problem = $("sign-in-problem");
+    problem.textContent = "The server no longer accepts these credentials: sign in again.";
+    problem.hidden = false;
+  }
+
+  // ------------------------------------------------------------------
+  // Testing.
+
+  function tlsFacts(tls) {
+    if (!tls || tls.mode === "none") {
+      return [el("h3", null, "TLS"), el("p", null, "No TLS: the conversation, and any credentials, crossed the network in clear text.")];
+    }
+    const cert = tls.cert || {};
+    return [
+      el("h3", null, "TLS"),
+      facts([
+        ["Mode", tls.mode === "implicit" ? "implicit TLS (from the first byte)" : "STARTTLS"],
+        ["Version", tls.version],
+        ["Certificate", tls.verified ? "verified (chain and host name)" : "NOT verified"],
+        ["Subject", cert.subject],
+        ["Issuer", cert.issuer],
+        ["Names", (cert.names || []).join(", ")],
+        ["Expires", cert.not_after],
+        ["SHA-256", cert.sha256],
+      ]),
+    ];
+  }
+
+  function transcriptOf(lines) {
+    if (!lines || lines.length === 0) return null;
+    return el("details", null,
+      el("summary", null, "Transcript (" + lines.length + " lines, secrets shown as ***)"),
+      el("pre", { class: "transcript" }, lines.join("\n")));
+  }
+
+  function showSuccess(info, quitAfter) {
+    const t = info.timings || {};
+    const parts = [];
+    if (quitAfter) {
+      parts.push(el("h3", null, "Check passed: stopped after " + quitAfter + ", no email was sent"));
+    } else {
+      parts.push(el("h3", null, "Test email accepted by the relay"));
+      parts.push(el("p", null, "Accepted is not delivered: if it does not arrive, the relay's own logs say why."));
+    }
+    parts.push(facts([
+      ["Relay reply", info.reply],
+      ["Message-ID", info.message_id],
+      ["Queue ID", info.queue_id],
+      ["Greeting", info.greeting],
+      ["Authentication", info.auth_mechanism],
+      ["Offered", (info.auth_mechanisms_offered || []).join(" ")],
+    ]));
+    parts.push(el("h3", null, "Timings"));
+    // A phase that did not happen (no TLS, no AUTH) is left out.
+    const ms = (x) => (x ? (Math.round(x * 10) / 10) + " ms" : "");
+    parts.push(facts([
+      ["Connect", ms(t.connect)],
+      ["TLS", ms(t.tls)],
+      ["Authentication", ms(t.auth)],
+      ["Delivery", ms(t.delivery)],
+      ["Total", ms(t.total)],
+    ]));
+    parts.push(...tlsFacts(info.tls));
+    if (info.warnings && info.warnings.length) {
+      parts.push(el("h3", null, "Warnings"), el("ul", null, ...info.warnings.map((w) => el("li", null, w))));
+    }
+    parts.push(transcriptOf(info.transcript));
+    return parts;
+  }
+
+  function showFailure(status, doc) {
+    const d = doc.Details || {};
+    const stage = d.stage ? (STAGES[d.stage] || d.stage) : null;
+    const reply = [d.smtp_code, d.enhanced_code].filter((x) => x).join(" ");
+    const parts = [
+      el("h3", null, stage ? "Test failed at: " + stage : "Test failed"),
+      el("p", { class: "fix" }, doc.Message || ("HTTP " + status)),
+      facts([
+        ["Stage", d.stage],
+        ["Server code", reply],
+        ["Server reply", d.smtp_reply],
+        ["Token endpoint", d.http_status ? "HTTP " + d.http_status + (d.error ? " " + d.error : "") : ""],
+        ["Endpoint says", d.error_description],
+        ["Library", d.detail],
+        ["ErrorCode", doc.ErrorCode],
+        ["HTTP status", status],
+      ]),
+      transcriptOf(d.transcript),
+    ];
+    return parts;
+  }
+
+  async function runTest(quitAfter) {
+    clearFieldErrors();
+    const result = $("result");
+    const req = collect();
+    req.TestRecipient = $("TestRecipient").value.trim();
+    if (quitAfter) req.QuitAfter = quitAfter;
+    for (const id of ["send-test", "check"]) $(id).disabled = true;
+    result.hidden = false;
+    result.className = "result";
+    result.replaceChildren(el("p", null, quitAfter ? "Checking…" : "Sending the test email…"));
+    const r = await call("POST", "/SMTP/Test", req);
+    for (const id of ["send-test", "check"]) $(id).disabled = false;
+    if (r.status === 401) return expired();
+    if (r.status === 200) {
+      result.className = "result good";
+      result.replaceChildren(...showSuccess(r.doc.Details || {}, quitAfter).filter((x) => x));
+    } else {
+      result.className = "result bad";
+      result.replaceChildren(...showFailure(r.status, r.doc).filter((x) => x));
+      const field = (r.doc.Details || {}).field;
+      if (field && showFieldError(field, r.doc.Message)) return;
+    }
+    result.focus();
+  }
+
+  document.addEventListener("DOMContentLoaded", () => {
+    $("sign-in").addEventListener("submit", signIn);
+    $("sign-out").addEventListener("click", signOut);
+    $("profile").addEventListener("submit", save);
+    $("reload").addEventListener("click", async () => {
+      clearFieldErrors();
+      const r = await load();
+      setStatus($("save-status"), r.status === 200 ? "Showing the stored settings." : ("Could not load: " + (r.doc.Message || r.status)), r.status === 200 ? null : "bad");
+    });
+    $("RelayAuthenticationType").addEventListener("change", showAuthFields);
+    $("test").addEventListener("submit", (event) => { event.preventDefault(); runTest(null); });
+    $("check").addEventListener("click", () => runTest($("QuitAfter").value));
+    showAuthFields();
+    $("sign-in-user").focus();
+  });
+})();
