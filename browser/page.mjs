@@ -136,6 +136,7 @@ const SCENARIOS = {
     out.test_visible = await page.getByRole("button", { name: "Send test email" }).isVisible();
     out.host_readonly = await page.getByLabel("Host", { exact: true }).getAttribute("readonly");
     out.auth_disabled = await page.getByLabel("Authentication", { exact: true }).isDisabled();
+    out.password_hint = await page.locator("#RelayPassword-stored").textContent();
     await shot(page, out, "08-read-only");
   },
 

@@ -53,6 +53,7 @@ http {
         }
       }
     }
+    location = / { return 302 /KeyfactorAPI/Portal/; }
     # The browser page: static files, a client of the API above.
     location /KeyfactorAPI/Portal/ {
       alias $root/www/;

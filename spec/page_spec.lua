@@ -132,6 +132,7 @@ describe("the SMTP configuration page #browser", function()
     assert.is_false(seen.test_visible)
     assert.are.equal("", seen.host_readonly)
     assert.is_true(seen.auth_disabled)
+    assert.are.equal("A password is stored; it is never shown.", seen.password_hint)
   end)
 
   it("works from the keyboard alone on a 360 px screen, every control labelled", function()

@@ -130,9 +130,9 @@
   function showStoredSecrets(profile) {
     for (const [type, name] of Object.entries(SECRET_OF_TYPE)) {
       const isStored = profile.RelayAuthenticationType === Number(type);
-      $(name + "-stored").textContent = isStored
-        ? "A " + (name === "ClientSecret" ? "client secret" : "password") + " is stored; it is never shown. Leave this empty to keep it, or type a new one."
-        : "None is stored yet.";
+      const what = name === "ClientSecret" ? "client secret" : "password";
+      $(name + "-stored").textContent = !isStored ? "None is stored yet."
+        : "A " + what + " is stored; it is never shown." + (canModify ? " Leave this empty to keep it, or type a new one." : "");
       $(name).value = "";
       $(name).placeholder = isStored ? "(stored, unchanged)" : "";
     }
