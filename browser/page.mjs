@@ -83,6 +83,33 @@ const SCENARIOS = {
     await shot(page, out, "03-reloaded");
   },
 
+  // Microsoft 365 style: OAuth client credentials, saved, then tested.
+  async "oauth"(page, out) {
+    await openAs(page, cfg.admin);
+    await page.getByLabel("Authentication", { exact: true }).selectOption("3");
+    await page.getByLabel("Host", { exact: true }).fill(cfg.profile.Host);
+    await page.getByLabel("Port", { exact: true }).fill(String(cfg.profile.Port));
+    await page.getByLabel("Use SSL/TLS").setChecked(true);
+    await page.getByLabel("Sender account").fill(cfg.profile.SenderAccount);
+    await page.getByLabel("Mailbox (RelayUsername)").fill(cfg.profile.RelayUsername);
+    await page.getByLabel("Client ID").fill(cfg.profile.ClientId);
+    await page.getByLabel("Client secret").fill(cfg.profile.ClientSecret);
+    await page.getByLabel("Token endpoint").fill(cfg.profile.TokenEndpoint);
+    await page.getByLabel("Scope").fill(cfg.profile.Scope);
+    out.password_field_visible = await page.getByLabel("Relay password").isVisible();
+    await page.getByRole("button", { name: "Save" }).click();
+    await page.locator("#save-status.good").waitFor();
+    await page.reload();
+    await openAs(page, cfg.admin);
+    out.after_reload = await fieldValues(page);
+    out.secret_hint = await page.locator("#ClientSecret-stored").textContent();
+    await page.getByLabel("Recipient").fill(cfg.recipient);
+    await page.getByRole("button", { name: "Send test email" }).click();
+    out.result = await result(page);
+    out.html = await page.content();
+    await shot(page, out, "10-oauth-tested");
+  },
+
   // A value the API refuses: the message sits next to the field it names.
   async "field-error"(page, out) {
     await openAs(page, cfg.admin);

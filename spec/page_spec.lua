@@ -75,6 +75,27 @@ describe("the SMTP configuration page #browser", function()
     assert.are.same({ want.Host, want.Port, want.RelayPassword }, { doc.Host, math.floor(doc.Port), doc.RelayPassword })
   end)
 
+  it("configures and tests OAuth client credentials (type 3): fields, stored secret, token, delivery", function()
+    local tokens = H.start_token_server("page-app", "page-Client-Secret-9")
+    local oauth_smtp = H.start_smtp { mode = "starttls", oauth_token_file = tokens.token_file, oauth_only = true }
+    finally(function() oauth_smtp:stop() tokens:stop() end)
+    store { Host = "old-relay.example.com", SenderAccount = "old@example.com" }
+    local want = { Host = "localhost", Port = oauth_smtp.port, SenderAccount = "pki@example.com",
+      RelayUsername = "pki@example.com", ClientId = "page-app", ClientSecret = "page-Client-Secret-9",
+      TokenEndpoint = tokens.url, Scope = "https://outlook.office365.com/.default" }
+    local seen = browse("oauth", { profile = want, recipient = "ops@example.com" })
+    assert.is_false(seen.password_field_visible)
+    local v = seen.after_reload
+    assert.are.same({ "3", want.ClientId, want.TokenEndpoint, want.Scope, "" },
+      { v.RelayAuthenticationType, v.ClientId, v.TokenEndpoint, v.Scope, v.ClientSecret })
+    assert.truthy(seen.secret_hint:find("A client secret is stored", 1, true))
+    assert.are.equal("good", seen.result.kind, seen.result.text)
+    assert.truthy(seen.result.text:find("OAUTHBEARER", 1, true), seen.result.text)
+    assert.falsy(seen.html:find(want.ClientSecret, 1, true))
+    assert.falsy(seen.html:find(tokens:token(), 1, true))
+    assert.are.equal("pki@example.com", oauth_smtp:messages()[1].meta.auth_login)
+  end)
+
   it("shows a refused value next to the field it names", function()
     store(relay_profile())
     local seen = browse("field-error")
