@@ -53,6 +53,15 @@ describe("the SMTP configuration page #browser", function()
     return seen
   end
 
+  -- The result box: good or bad, its heading, and facts it must name.
+  local function shows(seen, kind, heading, facts)
+    assert.are.equal(kind, seen.result.kind, seen.result.text)
+    assert.truthy(seen.result.heading:find(heading, 1, true), seen.result.heading)
+    for _, fact in ipairs(facts or {}) do
+      assert.truthy(seen.result.text:find(fact, 1, true), fact .. " in " .. seen.result.text)
+    end
+  end
+
   it("refuses a wrong password on its own form, without the browser's login dialog", function()
     local seen = browse("wrong-password")
     assert.are.equal("The user name or the password is wrong.", seen.problem)
@@ -89,8 +98,7 @@ describe("the SMTP configuration page #browser", function()
     assert.are.same({ "3", want.ClientId, want.TokenEndpoint, want.Scope, "" },
       { v.RelayAuthenticationType, v.ClientId, v.TokenEndpoint, v.Scope, v.ClientSecret })
     assert.truthy(seen.secret_hint:find("A client secret is stored", 1, true))
-    assert.are.equal("good", seen.result.kind, seen.result.text)
-    assert.truthy(seen.result.text:find("OAUTHBEARER", 1, true), seen.result.text)
+    shows(seen, "good", "Test email accepted by the relay", { "OAUTHBEARER" })
     assert.falsy(seen.html:find(want.ClientSecret, 1, true))
     assert.falsy(seen.html:find(tokens:token(), 1, true))
     assert.are.equal("pki@example.com", oauth_smtp:messages()[1].meta.auth_login)
@@ -110,11 +118,8 @@ describe("the SMTP configuration page #browser", function()
     store(relay_profile())
     local before = #smtp:messages()
     local seen = browse("test-success", { recipient = "pki-team@example.com" })
-    assert.are.equal("good", seen.result.kind, seen.result.text)
-    assert.are.equal("Test email accepted by the relay", seen.result.heading)
-    for _, fact in ipairs { "STARTTLS", "verified (chain and host name)", "TLSv1.3", "CN=localhost", "250" } do
-      assert.truthy(seen.result.text:find(fact, 1, true), fact .. " in " .. seen.result.text)
-    end
+    shows(seen, "good", "Test email accepted by the relay",
+      { "STARTTLS", "verified (chain and host name)", "TLSv1.3", "CN=localhost", "250" })
     assert.is_true(seen.transcript_visible)
     assert.truthy(seen.transcript:find("C: AUTH PLAIN\nS: 334 \nC: ***", 1, true), seen.transcript)
     assert.falsy(seen.transcript:find(RELAY_PASSWORD, 1, true))
@@ -127,11 +132,7 @@ describe("the SMTP configuration page #browser", function()
   it("explains a refused login: the stage, the server's code and the fix", function()
     store(relay_profile())
     local seen = browse("test-auth-refused", { recipient = "pki-team@example.com", wrong_password = "not-" .. RELAY_PASSWORD })
-    assert.are.equal("bad", seen.result.kind)
-    assert.are.equal("Test failed at: authentication", seen.result.heading)
-    for _, fact in ipairs { "535", "check RelayUsername", "0xA0530050" } do
-      assert.truthy(seen.result.text:find(fact, 1, true), fact .. " in " .. seen.result.text)
-    end
+    shows(seen, "bad", "Test failed at: authentication", { "535", "check RelayUsername", "0xA0530050" })
     assert.falsy(seen.html:find(RELAY_PASSWORD, 1, true))
   end)
 
@@ -139,8 +140,7 @@ describe("the SMTP configuration page #browser", function()
     store(relay_profile())
     local before = #smtp:messages()
     local seen = browse("check-without-sending", { recipient = "pki-team@example.com" })
-    assert.are.equal("good", seen.result.kind, seen.result.text)
-    assert.truthy(seen.result.heading:find("no email was sent", 1, true))
+    shows(seen, "good", "no email was sent")
     assert.are.equal(before, #smtp:messages())
   end)
 
