@@ -75,9 +75,7 @@
 
   function el(tag, attrs, ...children) {
     const node = document.createElement(tag);
-    for (const [k, v] of Object.entries(attrs || {})) {
-      if (k === "class") node.className = v; else node.setAttribute(k, v);
-    }
+    for (const [k, v] of Object.entries(attrs || {})) node.setAttribute(k, v);
     for (const child of children) {
       if (child !== null && child !== undefined) node.append(child);
     }
@@ -395,6 +393,7 @@
     $("reload").addEventListener("click", async () => {
       clearFieldErrors();
       const r = await load();
+      if (r.status === 401) return expired();
       setStatus($("save-status"), r.status === 200 ? "Showing the stored settings." : ("Could not load: " + (r.doc.Message || r.status)), r.status === 200 ? null : "bad");
     });
     $("RelayAuthenticationType").addEventListener("change", showAuthFields);
