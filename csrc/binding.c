@@ -15,6 +15,7 @@
 #include "store.h"
 #include "token.h"
 #include "version.h"
+#include "vocab.h"
 
 #define BIND_SESSION_MT "kfsmtp.session"
 #define BIND_LOCK_MT "kfsmtp.lock"
@@ -136,7 +137,7 @@ static int bind_compose(lua_State *L) {
     in.sender_account = bind_field(L, 1, "sender_account");
     in.recipient = bind_field(L, 1, "recipient");
     in.host = bind_field(L, 1, "host");
-    in.port = bind_intfield(L, 1, "port", 25);
+    in.port = bind_intfield(L, 1, "port", KF_DEFAULT_PORT);
     in.tls_mode = bind_field(L, 1, "tls_mode");
     in.now = (time_t)bind_intfield(L, 1, "now", (long)time(NULL));
     {
@@ -296,7 +297,7 @@ static int bind_deliver(lua_State *L) {
     d = bind_session(L);
     memset(&req, 0, sizeof req);
     req.host = bind_field(L, 1, "host");
-    req.port = bind_intfield(L, 1, "port", 25);
+    req.port = bind_intfield(L, 1, "port", KF_DEFAULT_PORT);
     req.tls_mode = bind_field(L, 1, "tls_mode");
     req.username = bind_optfield(L, 1, "username");
     req.password = bind_optfield(L, 1, "password");
@@ -311,17 +312,19 @@ static int bind_deliver(lua_State *L) {
     req.ca_file = bind_optfield(L, 1, "ca_file");
     req.pinned_pubkey = bind_optfield(L, 1, "pinned_pubkey");
     req.tls_verify = bind_boolfield(L, 1, "tls_verify", 1);
-    req.connect_timeout_ms = bind_intfield(L, 1, "connect_timeout_ms", 10000);
-    req.timeout_ms = bind_intfield(L, 1, "timeout_ms", 30000);
+    req.connect_timeout_ms = bind_intfield(L, 1, "connect_timeout_ms", KF_DEFAULT_CONNECT_TIMEOUT_MS);
+    req.timeout_ms = bind_intfield(L, 1, "timeout_ms", KF_DEFAULT_TIMEOUT_MS);
     req.want_transcript = bind_boolfield(L, 1, "transcript", 0);
     {
-        static const char *const stages[] = {"never", "connect", "tls", "auth", "rcpt", NULL};
+#define BIND_QUIT_NAME(name, text) text,
+        static const char *const stages[] = {KF_QUIT_LIST(BIND_QUIT_NAME) NULL};
+#undef BIND_QUIT_NAME
         const char *q = bind_optfield(L, 1, "quit_after");
         int i;
         req.quit_after = KF_QUIT_NEVER;
         for (i = 0; q && stages[i]; i++)
-            if (strcmp(q, stages[i]) == 0) req.quit_after = (enum kf_quit_after)i;
-        if (q && req.quit_after == KF_QUIT_NEVER && strcmp(q, "never") != 0)
+            if (strcmp(q, stages[i]) == 0) req.quit_after = (enum kf_quit_after)(i + 1);
+        if (q && req.quit_after == KF_QUIT_NEVER)
             return luaL_error(L, "kfsmtp.core: bad quit_after '%s'", q);
     }
     if (strcmp(req.tls_mode, "none") && strcmp(req.tls_mode, "starttls") &&
@@ -353,8 +356,8 @@ static int bind_fetch_token(lua_State *L) {
     req.audience = bind_optfield(L, 1, "audience");
     req.ca_file = bind_optfield(L, 1, "ca_file");
     req.tls_verify = bind_boolfield(L, 1, "tls_verify", 1);
-    req.connect_timeout_ms = bind_intfield(L, 1, "connect_timeout_ms", 10000);
-    req.timeout_ms = bind_intfield(L, 1, "timeout_ms", 30000);
+    req.connect_timeout_ms = bind_intfield(L, 1, "connect_timeout_ms", KF_DEFAULT_CONNECT_TIMEOUT_MS);
+    req.timeout_ms = bind_intfield(L, 1, "timeout_ms", KF_DEFAULT_TIMEOUT_MS);
     if (!d->token_curl && !(d->token_curl = curl_easy_init()))
         return luaL_error(L, "kfsmtp.core: curl_easy_init failed");
     body = bind_new_buf(L);
@@ -554,6 +557,48 @@ static const luaL_Reg bind_lock_methods[] = {
     {"__close", bind_lock_release},
     {NULL, NULL}};
 
+/* The vocabulary of vocab.h as Lua tables: arrays of names in enum order,
+ * DEFAULTS by option name, CURLE by curl.h name without the prefix. */
+static void bind_push_names(lua_State *L, const char *key, const char *const *names, int n) {
+    int i;
+    lua_createtable(L, n, 0);
+    for (i = 0; i < n; i++) {
+        lua_pushstring(L, names[i]);
+        lua_rawseti(L, -2, i + 1);
+    }
+    lua_setfield(L, -2, key);
+}
+
+static void bind_push_vocabulary(lua_State *L) {
+#define BIND_NAME(name, text) text,
+    static const char *const stages[] = {KF_STAGE_LIST(BIND_NAME)};
+    static const char *const tls_modes[] = {KF_TLS_MODE_LIST(BIND_NAME)};
+    static const char *const quit_stages[] = {KF_QUIT_LIST(BIND_NAME)};
+#undef BIND_NAME
+    bind_push_names(L, "STAGES", stages, KF_STAGE_COUNT);
+    bind_push_names(L, "TLS_MODES", tls_modes, KF_TLS_MODE_COUNT);
+    bind_push_names(L, "QUIT_STAGES", quit_stages, KF_QUIT_COUNT - 1);
+    lua_createtable(L, 0, 5);
+    kf_pushint(L, KF_DEFAULT_PORT);
+    lua_setfield(L, -2, "port");
+    kf_pushint(L, KF_IMPLICIT_TLS_PORT);
+    lua_setfield(L, -2, "implicit_tls_port");
+    kf_pushint(L, KF_DEFAULT_CONNECT_TIMEOUT_MS);
+    lua_setfield(L, -2, "connect_timeout_ms");
+    kf_pushint(L, KF_DEFAULT_TIMEOUT_MS);
+    lua_setfield(L, -2, "timeout_ms");
+    kf_pushint(L, KF_MAX_TIMEOUT_MS);
+    lua_setfield(L, -2, "max_timeout_ms");
+    lua_pushboolean(L, 1);
+    lua_setfield(L, -2, "tls_verify");
+    lua_setfield(L, -2, "DEFAULTS");
+    lua_newtable(L);
+#define BIND_CURLE(name) kf_pushint(L, CURLE_##name); lua_setfield(L, -2, #name);
+    KF_CURLE_LIST(BIND_CURLE)
+#undef BIND_CURLE
+    lua_setfield(L, -2, "CURLE");
+}
+
 KF_EXPORT int luaopen_kfsmtp_core(lua_State *L);
 
 int luaopen_kfsmtp_core(lua_State *L) {
@@ -579,6 +624,7 @@ int luaopen_kfsmtp_core(lua_State *L) {
     luaL_setfuncs(L, bind_functions, 0);
     lua_pushstring(L, KFSMTP_VERSION);
     lua_setfield(L, -2, "version");
+    bind_push_vocabulary(L);
     {
         /* Not curl_version(): it initialises libldap (and leaks in libsasl)
          * just to print LDAP's version. */

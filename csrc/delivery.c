@@ -13,9 +13,9 @@
 
 #include "delivery.h"
 
-static const char *const dlv_stage_names[] = {
-    "resolve", "connect", "greeting", "tls", "ehlo", "auth", "mail", "rcpt",
-    "data"};
+#define DLV_STAGE_NAME(name, text) text,
+static const char *const dlv_stage_names[] = {KF_STAGE_LIST(DLV_STAGE_NAME)};
+#undef DLV_STAGE_NAME
 
 const char *kf_stage_name(enum kf_stage s) { return dlv_stage_names[s]; }
 

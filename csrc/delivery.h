@@ -7,16 +7,9 @@
 #include <curl/curl.h>
 
 #include "kfsmtp.h"
-
-enum kf_stage {
-    KF_STAGE_RESOLVE, KF_STAGE_CONNECT, KF_STAGE_GREETING, KF_STAGE_TLS,
-    KF_STAGE_EHLO, KF_STAGE_AUTH, KF_STAGE_MAIL, KF_STAGE_RCPT, KF_STAGE_DATA
-};
+#include "vocab.h"
 
 KF_HIDDEN const char *kf_stage_name(enum kf_stage s);
-
-/* quit_after: run the dialog up to a stage and stop, delivering nothing. */
-enum kf_quit_after { KF_QUIT_NEVER, KF_QUIT_CONNECT, KF_QUIT_TLS, KF_QUIT_AUTH, KF_QUIT_RCPT };
 
 typedef struct kf_delivery_req {
     const char *host;

@@ -1,0 +1,49 @@
+/* kfsmtp's shared vocabulary, written once. C uses the enums built from
+ * these lists; luaopen_kfsmtp_core exports the same lists to Lua
+ * (core.STAGES, core.TLS_MODES, core.QUIT_STAGES, core.DEFAULTS,
+ * core.CURLE), so no Lua file spells a stage, a mode, a default or a libcurl
+ * code of its own. */
+#ifndef KFSMTP_VOCAB_H
+#define KFSMTP_VOCAB_H
+
+/* Where a test can fail, in dialog order; "token" is the OAuth token
+ * request that comes before the dialog of type 3. */
+#define KF_STAGE_LIST(X) \
+    X(RESOLVE, "resolve") X(CONNECT, "connect") X(GREETING, "greeting") \
+    X(TLS, "tls") X(EHLO, "ehlo") X(AUTH, "auth") X(MAIL, "mail") \
+    X(RCPT, "rcpt") X(DATA, "data") X(TOKEN, "token")
+
+#define KF_TLS_MODE_LIST(X) \
+    X(NONE, "none") X(STARTTLS, "starttls") X(IMPLICIT, "implicit")
+
+/* quit_after: run the dialog up to a stage and stop, delivering nothing.
+ * NEVER (the full test) is not a name callers give. */
+#define KF_QUIT_LIST(X) \
+    X(CONNECT, "connect") X(TLS, "tls") X(AUTH, "auth") X(RCPT, "rcpt")
+
+#define KF_DEFAULT_PORT 25
+/* UseSSL on this port means TLS from the first byte; elsewhere STARTTLS. */
+#define KF_IMPLICIT_TLS_PORT 465
+#define KF_DEFAULT_CONNECT_TIMEOUT_MS 10000
+#define KF_DEFAULT_TIMEOUT_MS 30000
+/* A day: longer is a mistake, not a slow relay. */
+#define KF_MAX_TIMEOUT_MS 86400000L
+
+/* The libcurl results the Lua side tells apart, by their curl.h names. */
+#define KF_CURLE_LIST(X) \
+    X(OK) X(OPERATION_TIMEDOUT) X(PEER_FAILED_VERIFICATION) X(USE_SSL_FAILED) \
+    X(SSL_CACERT_BADFILE) X(SSL_PINNEDPUBKEYNOTMATCH)
+
+#define KF_ENUM_STAGE(name, text) KF_STAGE_##name,
+enum kf_stage { KF_STAGE_LIST(KF_ENUM_STAGE) KF_STAGE_COUNT };
+#undef KF_ENUM_STAGE
+
+#define KF_ENUM_TLS(name, text) KF_TLS_##name,
+enum kf_tls_mode { KF_TLS_MODE_LIST(KF_ENUM_TLS) KF_TLS_MODE_COUNT };
+#undef KF_ENUM_TLS
+
+#define KF_ENUM_QUIT(name, text) KF_QUIT_##name,
+enum kf_quit_after { KF_QUIT_NEVER, KF_QUIT_LIST(KF_ENUM_QUIT) KF_QUIT_COUNT };
+#undef KF_ENUM_QUIT
+
+#endif
