@@ -2,8 +2,10 @@
 -- JSON on stdout (the same bodies as the HTTP API); people-facing lines on
 -- stderr; the exit status names the failing stage.
 local kfsmtp = require "kfsmtp"
+local core = require "kfsmtp.core"
 local cjson = require "cjson.safe"
 local json = kfsmtp.json
+local options = require "kfsmtp.options"
 
 local _M = {}
 
@@ -22,8 +24,8 @@ PUT does). `test` sends a real test message to the recipient.
 
 Fields:
   --host NAME               SMTP server host name or IP address
-  --port N                  port (25, 587, 465 ...); default 25
-  --use-ssl / --no-use-ssl  TLS: implicit on 465, STARTTLS (required) elsewhere
+  --port N                  port (25, 587, 465 ...); default ${port}
+  --use-ssl / --no-use-ssl  TLS: implicit on ${implicit_tls_port}, STARTTLS (required) elsewhere
   --auth-type 0|2|3         0 anonymous, 2 username and password,
                             3 OAuth 2.0 client credentials (XOAUTH2/OAUTHBEARER)
   --username USER           relay account, DOMAIN\user or an address
@@ -51,8 +53,8 @@ Test options:
   --insecure                do not verify the certificate (says so in output)
   --pinned-pubkey SPEC      sha256//BASE64 pin of the server's public key
   --helo NAME               EHLO name (default: this machine's host name)
-  --connect-timeout-ms N    default 10000
-  --timeout-ms N            whole test, default 30000
+  --connect-timeout-ms N    default ${connect_timeout_ms}
+  --timeout-ms N            whole test, default ${timeout_ms}
   --quit-after STAGE        connect | tls | auth | rcpt: run the dialog up to
                             that stage and stop; NO message is sent
   --transcript              print the SMTP dialog (secrets as ***) on stderr
@@ -70,16 +72,23 @@ KFSMTP_USER_PASSWORD; stored as a salted PBKDF2 hash). Permissions: read
 (/system_settings/read/), modify (/system_settings/modify/), all.
 
 Exit status: 0 ok; 2 usage; 3 invalid field; 4 store error; failing test
-stage: 10 resolve, 11 connect, 12 greeting, 13 tls, 14 ehlo, 15 auth,
-16 mail, 17 rcpt, 18 data, 19 token (OAuth token endpoint).
+stage: ${stage_exits} (token: the OAuth token endpoint).
 ]]
 
-local EXIT = {
-  usage = 2, validate = 3, store = 4,
-  resolve = 10, connect = 11, greeting = 12, tls = 13, ehlo = 14, auth = 15,
-  mail = 16, rcpt = 17, data = 18, token = 19,
-}
+-- A failing test exits with 10 + the stage's place in core.STAGES.
+local EXIT = { usage = 2, validate = 3, store = 4 }
+local FIRST_STAGE_EXIT = 10
+local stage_exits = {}
+for i, stage in ipairs(core.STAGES) do
+  EXIT[stage] = FIRST_STAGE_EXIT + i - 1
+  stage_exits[i] = ("%d %s"):format(EXIT[stage], stage)
+end
 _M.EXIT = EXIT
+
+USAGE = USAGE:gsub("%${([%w_]+)}", function(name)
+  if name == "stage_exits" then return table.concat(stage_exits, ", ") end
+  return tostring(assert(core.DEFAULTS[name], name))
+end)
 
 -- flag --> { field or option, kind }
 local FIELD_FLAGS = {
@@ -249,7 +258,7 @@ function _M.main(argv, io_)
     say("kfsmtp: --api-version takes 1 or 2\n")
     return EXIT.usage
   end
-  local store = kfsmtp.open(a.flags.store or kfsmtp.default_store_path())
+  local store = kfsmtp.open(a.flags.store or options.store_path())
   local function fail(err)
     out(json.encode(kfsmtp.errors.body(err), true) .. "\n")
     say(("kfsmtp: %s failed%s: %s\n"):format(a.command,
@@ -328,9 +337,12 @@ function _M.main(argv, io_)
   for k, v in pairs(a.options) do opts[k] = v end
   if a.flags.insecure then opts.tls_verify = false end
   if a.flags.transcript then opts.transcript = true end
-  if opts.quit_after and not kfsmtp.QUIT_STAGES[opts.quit_after] then
-    say("kfsmtp: --quit-after takes connect, tls, auth or rcpt\n")
-    return EXIT.usage
+  if opts.quit_after then
+    opts.quit_after = options.quit_stage(opts.quit_after)
+    if not opts.quit_after then
+      say(("kfsmtp: --quit-after takes %s\n"):format(options.QUIT_STAGE_WORDS))
+      return EXIT.usage
+    end
   end
   local ok, res, info = pcall(store.test, store, req, opts)
   if not ok then

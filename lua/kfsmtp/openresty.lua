@@ -17,6 +17,7 @@
 local kfsmtp = require "kfsmtp"
 local errors = require "kfsmtp.errors"
 local json = kfsmtp.json
+local options = require "kfsmtp.options"
 local users = require "kfsmtp.users"
 local cjson = require "cjson.safe"
 
@@ -267,7 +268,7 @@ function Handler:handle()
 
   if method == "GET" then
     local store = kfsmtp.open(self.store)
-    local record, err = store:_load()
+    local record, err = store:load()
     if not record then
       ngx.log(ngx.ERR, "kfsmtp: ", err.Message)
       return respond(err.status, json.encode(errors.body(err)))
@@ -294,12 +295,13 @@ function Handler:handle()
     local opts = self.test_options
     for k, v in pairs(req) do
       if type(k) == "string" and k:lower() == "quitafter" then
-        if type(v) ~= "string" or not kfsmtp.QUIT_STAGES[v:lower()] then
-          local e = errors.field("QuitAfter", "QuitAfter must be connect, tls, auth or rcpt.")
+        local stage = options.quit_stage(v)
+        if not stage then
+          local e = errors.field("QuitAfter", ("QuitAfter must be %s."):format(options.QUIT_STAGE_WORDS))
           return respond(e.status, error_json(e, details))
         end
         opts = copy(opts)
-        opts.quit_after = v:lower()
+        opts.quit_after = stage
         req[k] = nil
       end
     end
@@ -315,6 +317,8 @@ function Handler:handle()
   return respond(status, body)
 end
 
+-- A handler's own options, and the test options it passes on.
+local HANDLER_KEYS = { "store", "users_file", "base", "thread_pool", "realm", "max_body" }
 local OPTION_KEYS = { "connect_timeout_ms", "timeout_ms", "tls_verify", "ca_file", "helo", "pinned_pubkey" }
 
 -- new(opts) --> handler. opts: store, users_file or authenticate, base,
@@ -346,9 +350,8 @@ local handlers = {}
 local function handler_key(opts)
   if opts.authenticate then return nil end -- a new closure every request
   local parts = {}
-  for _, k in ipairs { "store", "users_file", "base", "thread_pool", "realm", "max_body",
-      "connect_timeout_ms", "timeout_ms", "tls_verify", "ca_file", "helo", "pinned_pubkey" } do
-    parts[#parts + 1] = tostring(opts[k])
+  for _, keys in ipairs { HANDLER_KEYS, OPTION_KEYS } do
+    for _, k in ipairs(keys) do parts[#parts + 1] = tostring(opts[k]) end
   end
   return table.concat(parts, "\0")
 end

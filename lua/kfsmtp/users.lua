@@ -7,6 +7,7 @@
 -- User names match case-insensitively, as Windows account names do.
 local core = require "kfsmtp.core"
 local cjson = require "cjson.safe"
+local file = require "kfsmtp.file"
 local json = require "kfsmtp.json"
 
 local _M = {}
@@ -15,44 +16,50 @@ _M.READ = "/system_settings/read/"
 _M.MODIFY = "/system_settings/modify/"
 local SHORT = { read = _M.READ, modify = _M.MODIFY }
 
-local cache = {} -- path --> { sig = , users = , checked = }
+-- The users file is read through kfsmtp.file's change cache: a user added
+-- with `kfsmtp user-add` counts at once, an edit by hand within about a
+-- second, and an unchanged file costs a request no system call.
+local files = {} -- path --> kfsmtp.file object
 
--- A changed users file (a user added or removed) takes effect within this
--- many seconds; in between, requests cost no stat.
-local RECHECK_S = 1
+-- { doc = the file's JSON, users = lower-cased name --> entry } | nil, message
+local function parse(path, doc)
+  if type(doc) ~= "table" or type(doc.users) ~= "table" then return nil end
+  local users = {}
+  for name, entry in pairs(doc.users) do
+    if type(name) ~= "string" or type(entry) ~= "table" or type(entry.password) ~= "string" then
+      return nil, ("users file %s: user %s needs a \"password\" hash"):format(path, tostring(name))
+    end
+    local perms = {}
+    for _, p in ipairs(type(entry.permissions) == "table" and entry.permissions or {}) do
+      perms[p] = true
+    end
+    users[name:lower()] = { name = name, hash = entry.password, permissions = perms }
+  end
+  return { doc = doc, users = users }
+end
+
+local function decode(self, content)
+  if not content then return parse(self.path, { users = {} }) end
+  local doc, err = cjson.decode(content)
+  local parsed, why = parse(self.path, doc)
+  if parsed then return parsed end
+  return nil, why or ("users file %s is not a JSON object with a \"users\" object (%s)"):format(self.path, err or "wrong shape")
+end
+
+local function users_file(path)
+  local f = files[path]
+  if not f then
+    f = file.new(path, decode)
+    files[path] = f
+  end
+  return f
+end
 
 -- load(path) --> users (lower-cased name --> entry) | nil, message
 function _M.load(path)
-  local c = cache[path]
-  local now = os.time()
-  if c and c.checked == now then return c.users end
-  local sig, why = core.store_stat(path)
-  if not sig then return nil, why end
-  if c and c.sig == sig then
-    c.checked = now - 1 + RECHECK_S
-    return c.users
-  end
-  local content, sig2 = core.store_read(path)
-  if content == nil then return nil, sig2 end
-  local users = {}
-  if content then
-    local doc, err = cjson.decode(content)
-    if type(doc) ~= "table" or type(doc.users) ~= "table" then
-      return nil, ("users file %s is not a JSON object with a \"users\" object (%s)"):format(path, err or "wrong shape")
-    end
-    for name, entry in pairs(doc.users) do
-      if type(name) ~= "string" or type(entry) ~= "table" or type(entry.password) ~= "string" then
-        return nil, ("users file %s: user %s needs a \"password\" hash"):format(path, tostring(name))
-      end
-      local perms = {}
-      for _, p in ipairs(type(entry.permissions) == "table" and entry.permissions or {}) do
-        perms[p] = true
-      end
-      users[name:lower()] = { name = name, hash = entry.password, permissions = perms }
-    end
-  end
-  cache[path] = { sig = sig2, users = users, checked = now - 1 + RECHECK_S }
-  return users
+  local parsed, why = users_file(path):current()
+  if not parsed then return nil, why end
+  return parsed.users
 end
 
 -- verify(password, hash) --> true | false; for ngx.run_worker_thread, since
@@ -84,27 +91,22 @@ function _M.add(path, name, password, permissions)
   if type(password) ~= "string" or #password < 8 then
     return nil, "a caller's password must have at least 8 characters"
   end
-  local lock, why = core.store_lock(path)
-  if not lock then return nil, why end
-  local content, err = core.store_read(path)
-  local doc = { users = {} }
-  if content == nil then lock:release(); return nil, err end
-  if content then
-    doc = cjson.decode(content)
-    if type(doc) ~= "table" or type(doc.users) ~= "table" then
-      lock:release()
-      return nil, ("users file %s is not in the expected form; fix or move it first"):format(path)
+  local f = users_file(path)
+  return f:with_lock(function()
+    local current, why = f:read()
+    if not current then
+      return nil, ("%s; fix or move it first"):format(why)
     end
-  end
-  for existing in pairs(doc.users) do
-    if existing:lower() == name:lower() then doc.users[existing] = nil end
-  end
-  doc.users[name] = { password = core.password_hash(password), permissions = json.array(_M.permissions(permissions)) }
-  local ok
-  ok, why = core.store_write(path, json.encode(doc, true) .. "\n")
-  lock:release()
-  if not ok then return nil, why end
-  return true
+    local doc = current.doc
+    for existing in pairs(doc.users) do
+      if existing:lower() == name:lower() then doc.users[existing] = nil end
+    end
+    doc.users[name] = { password = core.password_hash(password), permissions = json.array(_M.permissions(permissions)) }
+    local ok
+    ok, why = f:write(json.encode(doc, true) .. "\n", parse(path, doc))
+    if not ok then return nil, why end
+    return true
+  end)
 end
 
 return _M

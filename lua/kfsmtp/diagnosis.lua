@@ -1,0 +1,174 @@
+-- Why a test delivery failed: from what kfsmtp.core observed (the stage,
+-- libcurl's result, the server's last reply) to an error whose Message
+-- says what to change. One function per stage of the dialog.
+local core = require "kfsmtp.core"
+local errors = require "kfsmtp.errors"
+
+local ipairs, min, floor = ipairs, math.min, math.floor
+local CURLE = core.CURLE
+
+local _M = {}
+
+local function hint_for_enhanced(enhanced)
+  if enhanced == "5.7.139" or enhanced == "5.7.3" then
+    return " Basic (password) authentication is disabled for this account or tenant: enable SMTP AUTH for the mailbox, or use OAuth client credentials (RelayAuthenticationType 3)."
+  elseif enhanced == "5.7.57" then
+    return " The relay requires authentication before accepting mail: set RelayAuthenticationType to 2 with a username and password."
+  elseif enhanced == "5.7.60" or enhanced == "5.7.1" then
+    return " The account is not allowed to send as this sender: use a SenderAccount the relay lets RelayUsername send as."
+  end
+  return ""
+end
+
+local function where(ctx)
+  return ("%s port %d"):format(ctx.host, ctx.port)
+end
+
+local function secs(ms)
+  if ms % 1000 == 0 then return ("%d s"):format(floor(ms / 1000)) end
+  return ("%d ms"):format(floor(ms))
+end
+
+-- ": <reply>" when there is one.
+local function colon(reply)
+  return reply and (": " .. reply) or ""
+end
+
+-- Each takes f = { r, ctx, timed_out, code, enhanced, reply, detail,
+-- phase_ms } and returns kind, Message.
+local BY_STAGE = {}
+
+BY_STAGE.resolve = function(f)
+  return "resolve", ("Could not resolve the host name %q: check Host for typos, or the DNS settings of this machine (%s)."):format(f.ctx.host, f.detail)
+end
+
+BY_STAGE.connect = function(f)
+  if f.timed_out then
+    return "connect_timeout", ("No TCP connection to %s within %s: the address drops packets or a firewall blocks the port; check Host, Port and the network path."):format(where(f.ctx), secs(f.ctx.connect_timeout_ms))
+  end
+  return "connect", ("Could not connect to %s: %s. Check Host and Port, that the relay listens there, and that no firewall blocks it."):format(where(f.ctx), f.r.os_error or f.detail)
+end
+
+BY_STAGE.greeting = function(f)
+  local ctx = f.ctx
+  if f.code and not f.timed_out then
+    return "greeting", ("The server at %s refused the session at the greeting: %s. It is busy or does not accept connections from this machine: try later or ask its administrator."):format(where(ctx), f.reply)
+  end
+  local msg = ("%s accepted the connection but sent no SMTP greeting%s."):format(where(ctx), f.timed_out and (" within " .. secs(f.phase_ms)) or "")
+  if ctx.tls_mode ~= "implicit" then
+    msg = msg .. " If this port expects implicit TLS (usually port 465), set UseSSL to true (or tls_mode = \"implicit\")."
+  else
+    msg = msg .. " Check that it is an SMTP server."
+  end
+  return f.timed_out and "greeting_timeout" or "greeting", msg
+end
+
+local function plain_text_answer(f, lower)
+  return lower:find("wrong version number", 1, true) or lower:find("packet length too long", 1, true)
+    or lower:find("record layer failure", 1, true)
+    or lower:find("unexpected eof", 1, true) and f.ctx.tls_mode == "implicit" and f.r.server_spoke
+end
+
+local function certificate_problem(f, lower)
+  local ctx = f.ctx
+  if lower:find("match", 1, true) then
+    return ("The certificate of the server at %s is not valid for the name %q (%s): set Host to a name the certificate was issued for."):format(where(ctx), ctx.host, f.detail)
+  end
+  return ("The certificate of the server at %s could not be verified (%s): give the relay's CA bundle with ca_file, or fix the certificate; tls_verify = false only for a throwaway test."):format(where(ctx), f.detail)
+end
+
+BY_STAGE.tls = function(f)
+  local ctx, curl_code = f.ctx, f.r.curl_code
+  local lower = (f.detail or ""):lower()
+  local implicit = ctx.tls_mode == "implicit"
+  if curl_code == CURLE.USE_SSL_FAILED then
+    return "starttls_missing", ("The server at %s did not offer STARTTLS, and UseSSL requires TLS (kfsmtp never falls back to plain text): enable STARTTLS on the relay, use its implicit-TLS port (465), or set UseSSL to false if mail may travel unencrypted."):format(where(ctx))
+  elseif plain_text_answer(f, lower) then
+    return "tls_mode", ("%s answered in plain text, not TLS: port %d speaks plain SMTP. Set UseSSL to false, or keep it true and use tls_mode = \"starttls\" if the server offers STARTTLS."):format(where(ctx), ctx.port)
+  elseif curl_code == CURLE.SSL_PINNEDPUBKEYNOTMATCH then
+    return "tls_verify", ("The public key of the server at %s does not match pinned_pubkey: the certificate changed or this is not the expected server."):format(where(ctx))
+  elseif curl_code == CURLE.SSL_CACERT_BADFILE then
+    return "tls_verify", ("The CA bundle could not be read (%s): check ca_file."):format(f.detail)
+  elseif curl_code == CURLE.PEER_FAILED_VERIFICATION or lower:find("certificate", 1, true) then
+    return "tls_verify", certificate_problem(f, lower)
+  elseif f.timed_out then
+    return "tls_timeout", ("The TLS handshake with %s did not finish within %s."):format(where(ctx), secs(f.phase_ms))
+      .. (implicit and " If the port speaks plain SMTP or STARTTLS (usually 25 or 587), set UseSSL accordingly or tls_mode = \"starttls\"." or "")
+  end
+  return "tls", ("The TLS handshake with %s failed (%s)."):format(where(ctx), f.detail)
+    .. (implicit and " Check that this port speaks implicit TLS (usually 465); for STARTTLS ports use tls_mode = \"starttls\"." or "")
+end
+
+BY_STAGE.ehlo = function(f)
+  return f.timed_out and "timeout" or "ehlo", ("The server at %s rejected EHLO/HELO%s. Set a HELO name it accepts with the helo option (the machine's host name is the default)."):format(where(f.ctx), colon(f.reply))
+end
+
+local function mechanisms_offered(ehlo)
+  local offered = ""
+  for _, line in ipairs(ehlo or {}) do
+    local mechs = line:match("^%d%d%d[ -][Aa][Uu][Tt][Hh][ =](.*)$")
+    if mechs then offered = mechs end
+  end
+  return offered ~= "" and offered or "none"
+end
+
+BY_STAGE.auth = function(f)
+  local r, ctx = f.r, f.ctx
+  local reply = f.reply and (" (" .. f.reply .. ")") or ""
+  if r.auth_not_offered then
+    return "auth_not_offered", ("The server at %s did not offer AUTH, so the credentials could not be used; nothing was delivered."):format(where(ctx))
+      .. (ctx.tls_mode == "none" and " Many servers offer AUTH only after TLS: set UseSSL to true."
+        or " Set RelayAuthenticationType to 0 if the relay accepts anonymous mail from this machine.")
+  elseif not r.auth_sent and not f.timed_out then
+    return "auth_mechanism", ("The server at %s offers no authentication mechanism kfsmtp can use (offered: %s)."):format(where(ctx), mechanisms_offered(r.ehlo))
+      .. (ctx.oauth and " RelayAuthenticationType 3 needs XOAUTH2 or OAUTHBEARER; for Microsoft 365 use smtp.office365.com port 587." or "")
+  elseif f.timed_out then
+    return "timeout", ("The server at %s did not answer the authentication within %s."):format(where(ctx), secs(f.phase_ms))
+  elseif ctx.oauth then
+    return "auth", ("The server at %s refused the OAuth access token%s: the token endpoint issued it, but the mail service does not accept it for this mailbox. Check that the app may send as RelayUsername (for Microsoft 365: the SMTP.SendAsApp permission, a service principal registered in Exchange, and SMTP AUTH enabled for the mailbox) and that Scope names the mail service.%s"):format(
+      where(ctx), reply, hint_for_enhanced(f.enhanced))
+  end
+  return "auth", ("The server at %s rejected the credentials%s: check RelayUsername (DOMAIN\\user form if the server expects it) and RelayPassword.%s"):format(where(ctx), reply, hint_for_enhanced(f.enhanced))
+end
+
+BY_STAGE.mail = function(f)
+  return f.timed_out and "timeout" or "mail", ("The server refused the sender <%s>%s. SenderAccount must be an address the relay lets this client (or RelayUsername) send as.%s"):format(f.ctx.sender, colon(f.reply), hint_for_enhanced(f.enhanced))
+end
+
+BY_STAGE.rcpt = function(f)
+  return f.timed_out and "timeout" or "rcpt", ("The server refused the recipient <%s>%s. Check TestRecipient; a relay that does not relay for this client may need authentication.%s"):format(f.ctx.recipient, colon(f.reply), hint_for_enhanced(f.enhanced))
+end
+
+BY_STAGE.data = function(f)
+  return f.timed_out and "timeout" or "data", ("The server did not accept the message%s."):format(f.reply and (": " .. f.reply) or (" (" .. f.detail .. ")"))
+end
+
+-- libcurl runs greeting, TLS, EHLO and AUTH inside its connect phase, so
+-- the shorter of the two timeouts bounds them.
+local CONNECT_PHASE = { greeting = true, tls = true, ehlo = true, auth = true }
+
+-- from_delivery(r, ctx) --> err; r is kfsmtp.core.deliver's result, ctx
+-- holds host, port, tls_mode, sender, recipient, oauth and the timeouts.
+function _M.from_delivery(r, ctx)
+  local stage = r.stage
+  local code, enhanced, reply = errors.parse_reply(r.reply)
+  local f = {
+    r = r, ctx = ctx, code = code, enhanced = enhanced, reply = reply, detail = r.curl_error,
+    timed_out = r.curl_code == CURLE.OPERATION_TIMEDOUT,
+    phase_ms = CONNECT_PHASE[stage] and min(ctx.connect_timeout_ms, ctx.timeout_ms) or ctx.timeout_ms,
+  }
+  local kind, msg = (BY_STAGE[stage] or BY_STAGE.data)(f)
+  if f.timed_out and kind == "timeout" then
+    msg = ("Timed out at stage %s after %s. %s"):format(stage, secs(f.phase_ms), msg)
+  end
+  return errors.new(kind, {
+    stage = stage,
+    Message = msg,
+    smtp_code = code,
+    enhanced_code = enhanced,
+    smtp_reply = r.reply ~= "" and r.reply or nil,
+    detail = f.detail,
+  })
+end
+
+return _M

@@ -1,0 +1,128 @@
+-- The profile store: one JSON file holding the profile and its secret,
+-- read through the change cache of kfsmtp.file and replaced atomically
+-- under its lock. get, update and test are the store's methods; the test
+-- itself is kfsmtp.testrun's.
+local cjson = require "cjson.safe"
+local errors = require "kfsmtp.errors"
+local file = require "kfsmtp.file"
+local json = require "kfsmtp.json"
+local options = require "kfsmtp.options"
+local profile = require "kfsmtp.profile"
+local testrun = require "kfsmtp.testrun"
+
+local type, error, setmetatable = type, error, setmetatable
+
+local _M = {}
+
+local Store = setmetatable({}, { __index = file.File })
+Store.__index = Store
+
+local function store_error(path, kind, message)
+  return errors.new(kind, { stage = "store", path = path, Message = message })
+end
+
+local IO_FIX = {
+  read = "%s (%s): check the path and its permissions.",
+  lock = "%s (%s.lock): check the folder's permissions.",
+  write = "%s (%s): the stored profile was not changed.",
+}
+
+function Store:io_error(why, step)
+  return store_error(self.path, "store_io", IO_FIX[step or "read"]:format(why, self.path))
+end
+
+-- Decodes and checks a stored record. Never repairs: a bad file is the
+-- person's to inspect. An empty file (as `touch` makes it, to set owner
+-- and mode ahead of time) and a missing one are the empty profile;
+-- kfsmtp's own writes never leave either.
+local function decode_record(self, content)
+  if not content or content == "" then return {} end
+  local doc, why = cjson.decode(content)
+  if type(doc) ~= "table" then
+    return nil, store_error(self.path, "store_corrupt", ("The store %s is not a JSON object (%s): fix or remove it; kfsmtp will not overwrite it."):format(
+      self.path, why or ("found a " .. type(doc))))
+  end
+  local t, err = profile.normalize(doc)
+  if not t then
+    return nil, store_error(self.path, "store_corrupt", ("The store %s holds a bad value (%s): fix or remove it; kfsmtp will not overwrite it."):format(
+      self.path, err.Message))
+  end
+  return t
+end
+
+-- The store reader on text alone, for fuzz/fuzz_store.c:
+-- record | nil, err; never raises.
+function _M.decode(content)
+  return decode_record({ path = "(fuzz input)" }, content)
+end
+
+-- The stored record (with its secrets: for kfsmtp's own use only).
+function Store:load()
+  return self:current()
+end
+
+function Store:get(opts)
+  opts = options.check(opts, "get")
+  local record, err = self:current()
+  if not record then return nil, err end
+  return profile.profile_out(record, options.get(opts, "api_version"))
+end
+
+-- Under the lock: fills the secrets the request may reuse from the stored
+-- record, then writes. record | nil, err.
+local function replace(self, t)
+  local current, err = self:read()
+  if not current then return nil, err end
+  if t.RelayAuthenticationType == profile.AUTH_OAUTH then
+    err = profile.resolve_oauth(t, current)
+    if err then return nil, err end
+  elseif t.RelayAuthenticationType == profile.AUTH_PASSWORD then
+    t.RelayPassword, err = profile.stored_password(t, current, false)
+    if err then return nil, err end
+  end
+  local record = profile.record(t)
+  local ok
+  ok, err = self:write(json.encode(record, true) .. "\n", record)
+  if not ok then return nil, err end
+  return record
+end
+
+function Store:update(req, opts)
+  if type(req) ~= "table" then
+    error(("kfsmtp update: req must be a table, not a %s"):format(type(req)), 2)
+  end
+  opts = options.check(opts, "update")
+  local t, err = profile.normalize(req)
+  if not t then return nil, err end
+  err = profile.check(t, false)
+  if err then return nil, err end
+  local record
+  record, err = self:with_lock(replace, self, t)
+  if not record then return nil, err end
+  return profile.profile_out(record, options.get(opts, "api_version"))
+end
+
+function Store:test(req, opts)
+  if type(req) ~= "table" then
+    error(("kfsmtp test: req must be a table, not a %s"):format(type(req)), 2)
+  end
+  return testrun.run(self, req, options.check(opts, "test"))
+end
+
+local stores = setmetatable({}, { __mode = "v" })
+
+-- open(path) --> store; one object per path, so the get() cache is shared.
+function _M.open(path)
+  if type(path) ~= "string" or path == "" then
+    error(("kfsmtp.open: path must be a non-empty string, not %s"):format(
+      type(path) == "string" and "an empty one" or ("a " .. type(path))), 2)
+  end
+  local s = stores[path]
+  if not s then
+    s = file.new(path, decode_record, Store)
+    stores[path] = s
+  end
+  return s
+end
+
+return _M

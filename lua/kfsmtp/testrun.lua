@@ -1,0 +1,178 @@
+-- POST /SMTP/Test: one test message, in four steps: which credentials the
+-- request may use, the message, the delivery (with one retry when the
+-- relay refuses a cached OAuth token), and the info a person reads.
+local core = require "kfsmtp.core"
+local diagnosis = require "kfsmtp.diagnosis"
+local errors = require "kfsmtp.errors"
+local json = require "kfsmtp.json"
+local oauth = require "kfsmtp.oauth"
+local options = require "kfsmtp.options"
+local profile = require "kfsmtp.profile"
+
+local ipairs = ipairs
+
+local _M = {}
+
+-- The credentials of the test: { password = } for type 2, { client = }
+-- for type 3, {} for anonymous; stored secrets are reused only as
+-- kfsmtp.profile allows. credentials | nil, err.
+local function credentials(store, t)
+  local auth = t.RelayAuthenticationType
+  if auth == profile.AUTH_ANONYMOUS then return {} end
+  local stored = {}
+  if auth == profile.AUTH_OAUTH or not t.RelayPassword or t.RelayPassword == "" then
+    local err
+    stored, err = store:load()
+    if not stored then return nil, err end
+  end
+  if auth == profile.AUTH_PASSWORD then
+    local password, err = profile.stored_password(t, stored, true)
+    if not password then return nil, err end
+    return { password = password, username = t.RelayUsername }
+  end
+  local err = profile.resolve_oauth(t, stored)
+  if err then return nil, err end
+  return {
+    client = { endpoint = t.TokenEndpoint, client_id = t.ClientId, client_secret = t.ClientSecret,
+      scope = t.Scope, audience = t.Audience },
+    -- The mailbox the token lets the app send as.
+    username = t.RelayUsername ~= "" and t.RelayUsername or t.SenderAccount,
+  }
+end
+
+-- Delivers, fetching the token first for type 3; a cached token the relay
+-- refuses (revoked, or expired early) is replaced once.
+-- result of core.deliver | nil, err (stage "token").
+local function deliver(delivery, creds, opts)
+  local token, token_cached, err
+  if creds.client then
+    token, token_cached, err = oauth.token(creds.client, opts)
+    if not token then return nil, err end
+    delivery.bearer = token
+  end
+  local r = core.deliver(delivery)
+  if creds.client and not r.ok and r.stage == "auth" and r.auth_sent and token_cached then
+    oauth.forget(creds.client)
+    token, _, err = oauth.token(creds.client, opts)
+    if not token then return nil, err end
+    delivery.bearer = token
+    r = core.deliver(delivery)
+  end
+  delivery.bearer, delivery.password = nil, nil
+  return r
+end
+
+local function queue_id_of(reply)
+  if not reply then return nil end
+  return reply:match("[Qq]ueued as ([%w%.%-_]+)") or reply:match("[Ii]nternal[Ii]d=(%d+)")
+    or reply:match(" id=([%w%-]+)")
+end
+
+-- What the server said it can do, from its (last) EHLO reply:
+-- capabilities, AUTH mechanisms (both JSON arrays).
+local function offered(ehlo)
+  local capabilities, mechanisms = json.array(), json.array()
+  for i, line in ipairs(ehlo or {}) do
+    local text = line:match("^%d%d%d[ -](.*)$")
+    if text and i > 1 then
+      capabilities[#capabilities + 1] = text
+      local list = text:match("^[Aa][Uu][Tt][Hh][ =](.*)$")
+      if list then
+        for mech in list:gmatch("%S+") do mechanisms[#mechanisms + 1] = mech:upper() end
+      end
+    end
+  end
+  return capabilities, mechanisms
+end
+
+local function tls_info(r, tls_mode)
+  local tls = { mode = tls_mode, version = "", verified = false }
+  if r.tls then
+    tls.version, tls.verified = r.tls.version, r.tls.verified
+    local cert = r.tls.cert
+    cert.names = json.array(cert.names)
+    tls.cert = cert
+  end
+  return tls
+end
+
+local function warnings_of(r, d, quit_after)
+  local warnings = json.array()
+  if r.auth_sent and d.tls_mode == "none" then
+    warnings[#warnings + 1] = "The credentials were sent without TLS (UseSSL is false): anyone on the network path could read them. Set UseSSL to true if the relay supports it."
+  end
+  if d.tls_mode ~= "none" and not d.tls_verify then
+    warnings[#warnings + 1] = "Certificate verification is off (tls_verify = false): the server's identity was not checked."
+  end
+  if quit_after then
+    warnings[#warnings + 1] = ("quit_after = %q: the dialog stopped there as asked; no message was sent."):format(quit_after)
+  end
+  return warnings
+end
+
+-- The info of a good test: what happened, for a person to read.
+local function info_of(r, d, message_id)
+  local quit_after = d.quit_after
+  local capabilities, mechanisms = offered(r.ehlo)
+  return {
+    quit_after = quit_after,
+    capabilities = capabilities,
+    auth_mechanisms_offered = mechanisms,
+    timings = r.timings,
+    tls = tls_info(r, d.tls_mode),
+    auth_mechanism = r.auth_mechanism ~= "" and r.auth_mechanism or "none",
+    greeting = r.greeting,
+    reply = quit_after and errors.last_line(r.reply) or r.final_reply,
+    queue_id = not quit_after and queue_id_of(r.final_reply) or nil,
+    message_id = not quit_after and message_id or nil,
+    warnings = warnings_of(r, d, quit_after),
+    transcript = d.transcript and json.array(r.transcript) or nil,
+  }
+end
+
+-- run(store, req, opts) --> response, info | nil, err. opts are checked.
+function _M.run(store, req, opts)
+  local t, err = profile.normalize(req)
+  if not t then return nil, err end
+  err = profile.check(t, true)
+  if err then return nil, err end
+  local creds
+  creds, err = credentials(store, t)
+  if not creds then return nil, err end
+
+  local tls_mode = options.tls_mode(opts, t)
+  local message, message_id = core.compose {
+    sender_name = t.SenderName, sender_account = t.SenderAccount,
+    recipient = t.TestRecipient, host = t.Host, port = t.Port, tls_mode = tls_mode,
+  }
+  local d = {
+    host = t.Host, port = t.Port, tls_mode = tls_mode,
+    username = creds.username, password = creds.password,
+    mail_from = "<" .. t.SenderAccount .. ">", rcpt_to = "<" .. t.TestRecipient .. ">",
+    message = message, helo = options.helo(opts),
+    ca_file = options.get(opts, "ca_file"), tls_verify = options.get(opts, "tls_verify"),
+    pinned_pubkey = options.get(opts, "pinned_pubkey"),
+    connect_timeout_ms = options.get(opts, "connect_timeout_ms"),
+    timeout_ms = options.get(opts, "timeout_ms"),
+    transcript = opts.transcript == true,
+    quit_after = opts.quit_after,
+  }
+  local r
+  r, err = deliver(d, creds, opts)
+  if not r then
+    err.transcript = d.transcript and json.array() or nil
+    return nil, err
+  end
+  if not r.ok then
+    err = diagnosis.from_delivery(r, {
+      host = t.Host, port = t.Port, tls_mode = tls_mode,
+      sender = t.SenderAccount, recipient = t.TestRecipient, oauth = t.RelayAuthenticationType == profile.AUTH_OAUTH,
+      connect_timeout_ms = d.connect_timeout_ms, timeout_ms = d.timeout_ms,
+    })
+    err.transcript = d.transcript and json.array(r.transcript) or nil
+    return nil, err
+  end
+  return profile.test_out(t), info_of(r, d, message_id)
+end
+
+return _M
