@@ -34,7 +34,7 @@ HDR = $(wildcard csrc/*.h)
 OBJ = $(patsubst csrc/%.c,$(BUILD)/obj/%.o,$(SRC))
 MODULE = $(BUILD)/kfsmtp/core.so
 
-.PHONY: all luajit both clang rock check check-asan fuzz bench test deps demo serve install uninstall clean
+.PHONY: all luajit both clang rock check check-asan lint fuzz bench test deps demo serve install uninstall clean
 
 all: $(MODULE)
 
@@ -119,6 +119,10 @@ bench: deps both
 # (only those missing, so it is quick and offline once done).
 deps:
 	@sh scripts/deps.sh
+
+# luacheck (Debian's lua-check) with .luacheckrc: must report 0 warnings.
+lint:
+	luacheck lua bin/kfsmtp spec bench
 
 check: both clang rock
 	@sh scripts/check.sh

@@ -108,7 +108,7 @@ describe("the kfsmtp command", function()
     local body = cjson.decode(out)
     assert.are.equal("0xA0530070", body.ErrorCode)
     assert.truthy(body.Message:find("nobody@example.com", 1, true))
-    out, _, rc = run(("test --host 127.0.0.1 --port %d --sender-account kf@example.com --recipient ops@example.com"):format(H.closed_port()), store_env)
+    _, _, rc = run(("test --host 127.0.0.1 --port %d --sender-account kf@example.com --recipient ops@example.com"):format(H.closed_port()), store_env)
     assert.are.equal(11, rc)
   end)
 
