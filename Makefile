@@ -122,7 +122,7 @@ deps:
 
 # luacheck (Debian's lua-check) with .luacheckrc: must report 0 warnings.
 lint:
-	luacheck lua bin/kfsmtp spec bench
+	luacheck --no-color lua bin/kfsmtp spec bench
 
 check: both clang rock
 	@sh scripts/check.sh

@@ -44,21 +44,18 @@ end
 -- refuses (revoked, or expired early) is replaced once.
 -- result of core.deliver | nil, err (stage "token").
 local function deliver(delivery, creds, opts)
-  local token, token_cached, err
-  if creds.client then
-    token, token_cached, err = oauth.token(creds.client, opts)
-    if not token then return nil, err end
-    delivery.bearer = token
-  end
+  if not creds.client then return core.deliver(delivery) end
+  local token, cached, err = oauth.token(creds.client, opts)
+  if not token then return nil, err end
+  delivery.bearer = token
   local r = core.deliver(delivery)
-  if creds.client and not r.ok and r.stage == "auth" and r.auth_sent and token_cached then
+  if not r.ok and r.stage == "auth" and r.auth_sent and cached then
     oauth.forget(creds.client)
-    token, _, err = oauth.token(creds.client, opts)
-    if not token then return nil, err end
-    delivery.bearer = token
+    local fresh, _, why = oauth.token(creds.client, opts)
+    if not fresh then return nil, why end
+    delivery.bearer = fresh
     r = core.deliver(delivery)
   end
-  delivery.bearer, delivery.password = nil, nil
   return r
 end
 
