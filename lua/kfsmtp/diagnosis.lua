@@ -4,10 +4,29 @@
 local core = require "kfsmtp.core"
 local errors = require "kfsmtp.errors"
 
-local ipairs, min, floor = ipairs, math.min, math.floor
+local ipairs, tonumber, min, floor = ipairs, tonumber, math.min, math.floor
 local CURLE = core.CURLE
 
 local _M = {}
+
+-- "550-5.1.1 a\n550 5.1.1 b" --> 550, "5.1.1", "550 5.1.1 a b"
+function _M.parse_reply(reply)
+  if not reply or reply == "" then return nil end
+  local code = tonumber(reply:match("^(%d%d%d)"))
+  local enhanced = reply:match("^%d%d%d[ -]([245]%.%d%d?%d?%.%d%d?%d?)")
+  local parts = {}
+  for line in reply:gmatch("[^\n]+") do
+    local text = line:gsub("^%d%d%d[ -]", "", 1)
+    parts[#parts + 1] = text
+  end
+  local text = table.concat(parts, " ")
+  return code, enhanced, (code and (code .. " " .. text) or text)
+end
+
+function _M.last_line(s)
+  if not s or s == "" then return nil end
+  return s:match("([^\n]*)$")
+end
 
 local function hint_for_enhanced(enhanced)
   if enhanced == "5.7.139" or enhanced == "5.7.3" then
@@ -151,7 +170,7 @@ local CONNECT_PHASE = { greeting = true, tls = true, ehlo = true, auth = true }
 -- holds host, port, tls_mode, sender, recipient, oauth and the timeouts.
 function _M.from_delivery(r, ctx)
   local stage = r.stage
-  local code, enhanced, reply = errors.parse_reply(r.reply)
+  local code, enhanced, reply = _M.parse_reply(r.reply)
   local f = {
     r = r, ctx = ctx, code = code, enhanced = enhanced, reply = reply, detail = r.curl_error,
     timed_out = r.curl_code == CURLE.OPERATION_TIMEDOUT,

@@ -83,23 +83,4 @@ function _M.details(e)
   return d
 end
 
--- "550-5.1.1 a\n550 5.1.1 b" --> 550, "5.1.1", "550 5.1.1 a b"
-function _M.parse_reply(reply)
-  if not reply or reply == "" then return nil end
-  local code = tonumber(reply:match("^(%d%d%d)"))
-  local enhanced = reply:match("^%d%d%d[ -]([245]%.%d%d?%d?%.%d%d?%d?)")
-  local parts = {}
-  for line in reply:gmatch("[^\n]+") do
-    local text = line:gsub("^%d%d%d[ -]", "", 1)
-    parts[#parts + 1] = text
-  end
-  local text = table.concat(parts, " ")
-  return code, enhanced, (code and (code .. " " .. text) or text)
-end
-
-function _M.last_line(s)
-  if not s or s == "" then return nil end
-  return s:match("([^\n]*)$")
-end
-
 return _M

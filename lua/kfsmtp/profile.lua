@@ -5,6 +5,7 @@
 local core = require "kfsmtp.core"
 local cjson = require "cjson.safe"
 local errors = require "kfsmtp.errors"
+local json = require "kfsmtp.json"
 
 local type, pairs, ipairs, tostring, tonumber = type, pairs, ipairs, tostring, tonumber
 local floor = math.floor
@@ -200,6 +201,16 @@ function _M.check(t, for_test)
   if for_test then return require_mailbox(t, "TestRecipient", "one recipient address") end
 end
 
+-- read(req, for_test) --> the request's fields, checked and with their
+-- defaults | nil, err.
+function _M.read(req, for_test)
+  local t, err = _M.normalize(req)
+  if not t then return nil, err end
+  err = _M.check(t, for_test)
+  if err then return nil, err end
+  return t
+end
+
 -- TokenEndpoint: https, or http to a loopback host (a local test server).
 local function endpoint_problem(url)
   local scheme, rest = url:match("^(%a[%w+.-]*)://(.*)$")
@@ -292,6 +303,23 @@ function _M.test_out(t)
     TestRecipient = t.TestRecipient,
     UseSSL = t.UseSSL,
   }
+end
+
+-- The stored form: a record as the store file's text, and back.
+function _M.stored_text(record)
+  return json.encode(record, true) .. "\n"
+end
+
+-- from_stored_text(text) --> record | nil, why (for a person: the file is
+-- not a JSON object, or holds a bad value). Never raises.
+function _M.from_stored_text(text)
+  local doc, why = cjson.decode(text)
+  if type(doc) ~= "table" then
+    return nil, ("is not a JSON object (%s)"):format(why or ("found a " .. type(doc)))
+  end
+  local t, err = _M.normalize(doc)
+  if not t then return nil, ("holds a bad value (%s)"):format(err.Message) end
+  return t
 end
 
 -- The stored record: the profile plus the secret of the scheme in use.

@@ -2,10 +2,8 @@
 -- read through the change cache of kfsmtp.file and replaced atomically
 -- under its lock. get, update and test are the store's methods; the test
 -- itself is kfsmtp.testrun's.
-local cjson = require "cjson.safe"
 local errors = require "kfsmtp.errors"
 local file = require "kfsmtp.file"
-local json = require "kfsmtp.json"
 local options = require "kfsmtp.options"
 local profile = require "kfsmtp.profile"
 local testrun = require "kfsmtp.testrun"
@@ -37,17 +35,12 @@ end
 -- kfsmtp's own writes never leave either.
 local function decode_record(self, content)
   if not content or content == "" then return {} end
-  local doc, why = cjson.decode(content)
-  if type(doc) ~= "table" then
-    return nil, store_error(self.path, "store_corrupt", ("The store %s is not a JSON object (%s): fix or remove it; kfsmtp will not overwrite it."):format(
-      self.path, why or ("found a " .. type(doc))))
+  local record, why = profile.from_stored_text(content)
+  if not record then
+    return nil, store_error(self.path, "store_corrupt", ("The store %s %s: fix or remove it; kfsmtp will not overwrite it."):format(
+      self.path, why))
   end
-  local t, err = profile.normalize(doc)
-  if not t then
-    return nil, store_error(self.path, "store_corrupt", ("The store %s holds a bad value (%s): fix or remove it; kfsmtp will not overwrite it."):format(
-      self.path, err.Message))
-  end
-  return t
+  return record
 end
 
 -- The store reader on text alone, for fuzz/fuzz_store.c:
@@ -82,20 +75,24 @@ local function replace(self, t)
   end
   local record = profile.record(t)
   local ok
-  ok, err = self:write(json.encode(record, true) .. "\n", record)
+  ok, err = self:write(profile.stored_text(record), record)
   if not ok then return nil, err end
   return record
 end
 
-function Store:update(req, opts)
+-- A request that is not a table is the programmer's error (level 3: the
+-- caller of the method).
+local function check_request(req, fname)
   if type(req) ~= "table" then
-    error(("kfsmtp update: req must be a table, not a %s"):format(type(req)), 2)
+    error(("kfsmtp %s: req must be a table, not a %s"):format(fname, type(req)), 3)
   end
+end
+
+function Store:update(req, opts)
+  check_request(req, "update")
   opts = options.check(opts, "update")
-  local t, err = profile.normalize(req)
+  local t, err = profile.read(req, false)
   if not t then return nil, err end
-  err = profile.check(t, false)
-  if err then return nil, err end
   local record
   record, err = self:with_lock(replace, self, t)
   if not record then return nil, err end
@@ -103,9 +100,7 @@ function Store:update(req, opts)
 end
 
 function Store:test(req, opts)
-  if type(req) ~= "table" then
-    error(("kfsmtp test: req must be a table, not a %s"):format(type(req)), 2)
-  end
+  check_request(req, "test")
   return testrun.run(self, req, options.check(opts, "test"))
 end
 

@@ -3,7 +3,6 @@
 -- relay refuses a cached OAuth token), and the info a person reads.
 local core = require "kfsmtp.core"
 local diagnosis = require "kfsmtp.diagnosis"
-local errors = require "kfsmtp.errors"
 local json = require "kfsmtp.json"
 local oauth = require "kfsmtp.oauth"
 local options = require "kfsmtp.options"
@@ -119,7 +118,7 @@ local function info_of(r, d, message_id)
     tls = tls_info(r, d.tls_mode),
     auth_mechanism = r.auth_mechanism ~= "" and r.auth_mechanism or "none",
     greeting = r.greeting,
-    reply = quit_after and errors.last_line(r.reply) or r.final_reply,
+    reply = quit_after and diagnosis.last_line(r.reply) or r.final_reply,
     queue_id = not quit_after and queue_id_of(r.final_reply) or nil,
     message_id = not quit_after and message_id or nil,
     warnings = warnings_of(r, d, quit_after),
@@ -129,10 +128,8 @@ end
 
 -- run(store, req, opts) --> response, info | nil, err. opts are checked.
 function _M.run(store, req, opts)
-  local t, err = profile.normalize(req)
+  local t, err = profile.read(req, true)
   if not t then return nil, err end
-  err = profile.check(t, true)
-  if err then return nil, err end
   local creds
   creds, err = credentials(store, t)
   if not creds then return nil, err end
