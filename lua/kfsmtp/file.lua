@@ -11,7 +11,7 @@
 -- read compares the signature.
 local core = require "kfsmtp.core"
 
-local os_time, pcall, error = os.time, pcall, error
+local os_time, pcall, error, pairs = os.time, pcall, error, pairs
 
 local _M = {}
 
@@ -26,8 +26,16 @@ local FOREIGN_EDIT_CHECK_S = 1
 -- on every 16th call only.
 local CLOCK_EVERY = 16
 
--- new(path, decode [, class]) --> file object (of class, a table whose
--- __index leads to File). decode(self, content) --> value | nil, err is
+-- class() --> a new class of file objects with File's methods copied in
+-- (not inherited: a method call on the get() hot path is one lookup).
+function _M.class()
+  local class = {}
+  for k, v in pairs(File) do class[k] = v end
+  class.__index = class
+  return class
+end
+
+-- new(path, decode [, class]) --> file object of class (default File). decode(self, content) --> value | nil, err is
 -- given the file's text, or false when there is no file.
 function _M.new(path, decode, class)
   return setmetatable({ path = path, decode = decode, reads = 0 }, class or File)

@@ -12,8 +12,7 @@ local type, error, setmetatable = type, error, setmetatable
 
 local _M = {}
 
-local Store = setmetatable({}, { __index = file.File })
-Store.__index = Store
+local Store = file.class()
 
 local function store_error(path, kind, message)
   return errors.new(kind, { stage = "store", path = path, Message = message })
