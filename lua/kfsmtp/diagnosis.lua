@@ -9,7 +9,7 @@ local CURLE = core.CURLE
 
 local _M = {}
 
--- "550-5.1.1 a\n550 5.1.1 b" --> 550, "5.1.1", "550 5.1.1 a b"
+-- "550-5.1.1 a\n550 5.1.1 b" --> 550, "5.1.1", "550 5.1.1 a 5.1.1 b"
 function _M.parse_reply(reply)
   if not reply or reply == "" then return nil end
   local code = tonumber(reply:match("^(%d%d%d)"))
