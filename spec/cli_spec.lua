@@ -46,12 +46,18 @@ describe("the kfsmtp command", function()
     assert.is_true(p.UseSSL)
     assert.are.equal("CORP\\svc", p.RelayUsername)
     assert.falsy((out .. err):find(SECRET, 1, true))
-    -- A later update that changes only the port keeps the rest and the password.
-    out, err, rc = run("update --port 2525", store_env)
+    -- A later update that changes only the sender name keeps the rest and
+    -- the password; one that moves the port must be given the password again.
+    out, err, rc = run("update --sender-name 'PKI alerts'", store_env)
     assert.are.equal(0, rc, err)
     assert.are.equal("mail.example.com", cjson.decode(out).Host)
     local path = store_env:match("'(.*)'")
     assert.truthy(H.read(path):find(SECRET, 1, true))
+    out, err, rc = run("update --port 2525", store_env)
+    assert.are.equal(3, rc, err)
+    assert.truthy(err:find("RelayPassword must be entered again: Port", 1, true), err)
+    assert.are.equal(587, cjson.decode(H.read(path)).Port, "the refused update changed nothing")
+    assert.falsy((out .. err):find(SECRET, 1, true))
   end)
 
   it("prints version 2's profile, with the OAuth fields and never the secret, on --api-version 2", function()

@@ -128,10 +128,12 @@ describe("RelayUsername and RelayPassword", function()
     local p = accepts { RelayAuthenticationType = 2, RelayUsername = "CORP\\svc-mail", RelayPassword = "pw" }
     assert.are.equal("CORP\\svc-mail", p.RelayUsername)
   end)
-  it("an update without password keeps the stored one while the username is unchanged", function()
+  it("an update without password keeps the stored one while Host, Port, username and TLS are unchanged", function()
     accepts { RelayAuthenticationType = 2, RelayUsername = "CORP\\svc", RelayPassword = "first-secret" }
-    accepts { RelayAuthenticationType = 2, RelayUsername = "CORP\\svc", Port = 587 }
+    accepts { RelayAuthenticationType = 2, RelayUsername = "CORP\\svc", SenderName = "PKI" }
     assert.truthy(H.read(store.path):find("first-secret", 1, true))
+    rejects("RelayPassword", { RelayAuthenticationType = 2, RelayUsername = "CORP\\svc", Port = 587 })
+    assert.truthy(H.read(store.path):find("first-secret", 1, true), "nothing lost on a refused update")
   end)
   it("an update that changes the username needs a new password", function()
     accepts { RelayAuthenticationType = 2, RelayUsername = "CORP\\svc", RelayPassword = "first-secret" }

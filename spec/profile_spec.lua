@@ -298,17 +298,25 @@ describe("profile.resolve_oauth", function()
     assert.are.equal("stored-secret", t.ClientSecret)
   end)
 
-  it("does not reuse the stored ClientSecret for another ClientId", function()
-    local t = { ClientId = "app-2" }
-    local err = refuses_oauth("ClientSecret", t, STORED)
-    says(err, "ClientSecret is required when RelayAuthenticationType is 3")
-    assert.is_nil(t.ClientSecret)
+  it("reuses the stored ClientSecret only for the stored client, endpoint, scope, audience, Host, Port and TLS", function()
+    local moves = { ClientId = "app-2", TokenEndpoint = "https://login.example.net/token",
+      Scope = "https://graph.microsoft.com/.default", Audience = "api://other", Host = "attacker.example.net",
+      Port = 2525 }
+    for field, value in pairs(moves) do
+      local t = { [field] = value }
+      local err = refuses_oauth("ClientSecret", t, STORED)
+      says(err, "ClientSecret must be entered again: " .. field .. " differs from the stored profile")
+      assert.is_nil(t.ClientSecret)
+    end
+    local tls_stored = with(STORED, { UseSSL = true })
+    says(refuses_oauth("ClientSecret", { UseSSL = false }, tls_stored), "UseSSL differs")
+    local err = profile.resolve_oauth({ UseSSL = true }, tls_stored, "none")
+    says(is_field_error(err, "ClientSecret"), "tls_mode \"none\" differs")
   end)
 
-  it("does not reuse the stored ClientSecret for another TokenEndpoint", function()
-    local t = { TokenEndpoint = "https://login.example.net/token" }
-    refuses_oauth("ClientSecret", t, STORED)
-    assert.is_nil(t.ClientSecret)
+  it("needs a ClientSecret when none is stored", function()
+    says(refuses_oauth("ClientSecret", { ClientId = "app-2" }, with(STORED, { ClientSecret = NONE })),
+      "ClientSecret is required when RelayAuthenticationType is 3")
   end)
 
   it("names each missing required field; Audience is optional", function()
@@ -356,39 +364,47 @@ describe("profile.resolve_oauth", function()
 end)
 
 describe("profile.stored_password", function()
-  local STORED = { Host = "mail.example.com", RelayUsername = "CORP\\svc", RelayPassword = "stored-pw" }
+  local STORED = { Host = "mail.example.com", Port = 587, UseSSL = true, RelayUsername = "CORP\\svc",
+    RelayPassword = "stored-pw" }
 
   local function request(over)
-    return with({ Host = "mail.example.com", RelayUsername = "CORP\\svc" }, over)
+    return with({ Host = "mail.example.com", Port = 587, UseSSL = true, RelayUsername = "CORP\\svc" }, over)
   end
 
-  it("gives the request's password first, for an update and a test", function()
-    assert.are.equal("new-pw", profile.stored_password(request { RelayPassword = "new-pw" }, STORED, false))
-    assert.are.equal("new-pw", profile.stored_password(request { RelayPassword = "new-pw", Host = "other.example.com" }, STORED, true))
-    assert.are.equal("new-pw", profile.stored_password(request { RelayPassword = "new-pw" }, {}, true))
+  it("gives the request's password first, wherever it goes", function()
+    assert.are.equal("new-pw", profile.stored_password(request { RelayPassword = "new-pw" }, STORED))
+    assert.are.equal("new-pw", profile.stored_password(request { RelayPassword = "new-pw", Host = "other.example.com" }, STORED, "none"))
+    assert.are.equal("new-pw", profile.stored_password(request { RelayPassword = "new-pw" }, {}))
   end)
 
-  it("an update reuses the stored one while RelayUsername is the stored one, whatever the Host", function()
-    assert.are.equal("stored-pw", profile.stored_password(request {}, STORED, false))
-    assert.are.equal("stored-pw", profile.stored_password(request { RelayPassword = "" }, STORED, false))
-    assert.are.equal("stored-pw", profile.stored_password(request { Host = "other.example.com" }, STORED, false))
+  it("reuses the stored one while Host, Port, RelayUsername and TLS are the stored ones", function()
+    assert.are.equal("stored-pw", profile.stored_password(request {}, STORED))
+    assert.are.equal("stored-pw", profile.stored_password(request { RelayPassword = "" }, STORED))
+    assert.are.equal("stored-pw", profile.stored_password(request {}, STORED, "implicit"))
+    -- Stronger TLS than stored is fine.
+    local plain = with(STORED, { UseSSL = false })
+    assert.are.equal("stored-pw", profile.stored_password(request {}, plain))
+    assert.are.equal("stored-pw", profile.stored_password(request { UseSSL = false }, plain, "none"))
   end)
 
-  it("an update with another RelayUsername needs a password", function()
-    local err = refuses("RelayPassword", profile.stored_password, request { RelayUsername = "CORP\\other" }, STORED, false)
-    says(err, "RelayPassword is required when RelayAuthenticationType is 2")
-    says(err, "Host and RelayUsername stay as stored")
+  it("names the field that moved and asks for the password again", function()
+    for field, value in pairs { Host = "attacker.example.net", Port = 2525, RelayUsername = "CORP\\other" } do
+      local err = refuses("RelayPassword", profile.stored_password, request { [field] = value }, STORED)
+      says(err, "RelayPassword must be entered again: " .. field .. " differs from the stored profile")
+    end
   end)
 
-  it("a test reuses the stored one only for the stored Host and RelayUsername", function()
-    assert.are.equal("stored-pw", profile.stored_password(request {}, STORED, true))
-    refuses("RelayPassword", profile.stored_password, request { Host = "other.example.com" }, STORED, true)
-    refuses("RelayPassword", profile.stored_password, request { RelayUsername = "CORP\\other" }, STORED, true)
+  it("is not sent over weaker TLS than it was entered for", function()
+    local err = refuses("RelayPassword", profile.stored_password, request { UseSSL = false }, STORED)
+    says(err, "UseSSL differs")
+    err = refuses("RelayPassword", profile.stored_password, request {}, STORED, "none")
+    says(err, "tls_mode \"none\" differs")
   end)
 
   it("needs a password when none, or an empty one, is stored", function()
-    refuses("RelayPassword", profile.stored_password, request {}, {}, false)
-    refuses("RelayPassword", profile.stored_password, request {}, with(STORED, { RelayPassword = "" }), false)
+    local err = refuses("RelayPassword", profile.stored_password, request {}, {})
+    says(err, "RelayPassword is required when RelayAuthenticationType is 2")
+    refuses("RelayPassword", profile.stored_password, request {}, with(STORED, { RelayPassword = "" }))
   end)
 end)
 

@@ -231,18 +231,41 @@ end
 local OAUTH_FIELDS = { "ClientId", "TokenEndpoint", "Scope", "Audience" }
 
 ---------------------------------------------------------------------------
--- Stored secrets: which request may use the one on file.
+-- Stored secrets: used only where they were entered (SPEC §2). A caller
+-- who may change the profile but is never shown its secrets must not be
+-- able to send them anywhere else: to another host or port, over weaker
+-- TLS, or (OAuth) to another endpoint, client, scope or audience.
 
--- Fills absent OAuth fields from the stored record (the non-secret ones
--- always, the secret only for the same client at the same endpoint), then
--- checks them: err | nil.
-function _M.resolve_oauth(t, stored)
+local function same(a, b)
+  return (a or "") == (b or "")
+end
+
+-- The first thing in t that differs from where the stored secret was
+-- entered: a field name, or nil. tls_mode is the test's option, if any.
+local function moved_from(t, stored, fields, tls_mode)
+  for _, name in ipairs(fields) do
+    if not same(t[name], stored[name]) then return name end
+  end
+  if stored.UseSSL then
+    if tls_mode == "none" then return "tls_mode" end
+    if not t.UseSSL then return "UseSSL" end
+  end
+end
+
+local function enter_again(secret, what, moved, fields)
+  local where = table.concat(fields, ", ") .. " and TLS"
+  return errors.field(secret, ("%s must be entered again: %s differs from the stored profile, and the stored %s is used only with the %s it was entered for."):format(
+    secret, moved == "tls_mode" and "tls_mode \"none\"" or moved, what, where))
+end
+
+local PASSWORD_PLACE = { "Host", "Port", "RelayUsername" }
+local OAUTH_PLACE = { "ClientId", "TokenEndpoint", "Scope", "Audience", "Host", "Port" }
+
+-- Fills absent OAuth fields from the stored record, then the secret where
+-- the stored one may be used, and checks them: err | nil.
+function _M.resolve_oauth(t, stored, tls_mode)
   for _, name in ipairs(OAUTH_FIELDS) do
     if t[name] == nil then t[name] = stored[name] end
-  end
-  if (t.ClientSecret == nil or t.ClientSecret == "") and stored.ClientSecret and stored.ClientSecret ~= ""
-      and stored.ClientId == t.ClientId and stored.TokenEndpoint == t.TokenEndpoint then
-    t.ClientSecret = stored.ClientSecret
   end
   for _, name in ipairs { "ClientId", "TokenEndpoint", "Scope" } do
     if t[name] == nil or t[name] == "" then
@@ -251,21 +274,26 @@ function _M.resolve_oauth(t, stored)
   end
   local why = endpoint_problem(t.TokenEndpoint)
   if why then return errors.field("TokenEndpoint", "TokenEndpoint " .. why .. ".") end
-  if t.ClientSecret == nil or t.ClientSecret == "" then
-    return errors.field("ClientSecret", "ClientSecret is required when RelayAuthenticationType is 3 (the stored one is reused only while ClientId and TokenEndpoint stay as stored).")
+  if t.ClientSecret and t.ClientSecret ~= "" then return nil end
+  if not stored.ClientSecret or stored.ClientSecret == "" then
+    return errors.field("ClientSecret", "ClientSecret is required when RelayAuthenticationType is 3 (OAuth 2.0 client credentials).")
   end
+  local moved = moved_from(t, stored, OAUTH_PLACE, tls_mode)
+  if moved then return enter_again("ClientSecret", "client secret", moved, OAUTH_PLACE) end
+  t.ClientSecret = stored.ClientSecret
 end
 
--- The password a request may use when it brings none: the stored one for
--- the same account (an update), or for the same account on the same host
--- (a test). password | nil, err.
-function _M.stored_password(t, stored, for_test)
+-- The password of a request of type 2: its own, or the stored one where
+-- that may be used. tls_mode is the test's option (nil for an update).
+-- password | nil, err.
+function _M.stored_password(t, stored, tls_mode)
   if t.RelayPassword and t.RelayPassword ~= "" then return t.RelayPassword end
-  if stored.RelayUsername == t.RelayUsername and (not for_test or stored.Host == t.Host)
-      and stored.RelayPassword and stored.RelayPassword ~= "" then
-    return stored.RelayPassword
+  if not stored.RelayPassword or stored.RelayPassword == "" then
+    return nil, errors.field("RelayPassword", "RelayPassword is required when RelayAuthenticationType is 2.")
   end
-  return nil, errors.field("RelayPassword", "RelayPassword is required when RelayAuthenticationType is 2 (the stored password is reused only while Host and RelayUsername stay as stored).")
+  local moved = moved_from(t, stored, PASSWORD_PLACE, tls_mode)
+  if moved then return nil, enter_again("RelayPassword", "password", moved, PASSWORD_PLACE) end
+  return stored.RelayPassword
 end
 
 ---------------------------------------------------------------------------

@@ -69,7 +69,7 @@ local function replace(self, t)
     err = profile.resolve_oauth(t, current)
     if err then return nil, err end
   elseif t.RelayAuthenticationType == profile.AUTH_PASSWORD then
-    t.RelayPassword, err = profile.stored_password(t, current, false)
+    t.RelayPassword, err = profile.stored_password(t, current)
     if err then return nil, err end
   end
   local record = profile.record(t)

@@ -15,7 +15,7 @@ local _M = {}
 -- The credentials of the test: { password = } for type 2, { client = }
 -- for type 3, {} for anonymous; stored secrets are reused only as
 -- kfsmtp.profile allows. credentials | nil, err.
-local function credentials(store, t)
+local function credentials(store, t, tls_mode)
   local auth = t.RelayAuthenticationType
   if auth == profile.AUTH_ANONYMOUS then return {} end
   local stored = {}
@@ -25,11 +25,11 @@ local function credentials(store, t)
     if not stored then return nil, err end
   end
   if auth == profile.AUTH_PASSWORD then
-    local password, err = profile.stored_password(t, stored, true)
+    local password, err = profile.stored_password(t, stored, tls_mode)
     if not password then return nil, err end
     return { password = password, username = t.RelayUsername }
   end
-  local err = profile.resolve_oauth(t, stored)
+  local err = profile.resolve_oauth(t, stored, tls_mode)
   if err then return nil, err end
   return {
     client = { endpoint = t.TokenEndpoint, client_id = t.ClientId, client_secret = t.ClientSecret,
@@ -131,7 +131,7 @@ function _M.run(store, req, opts)
   local t, err = profile.read(req, true)
   if not t then return nil, err end
   local creds
-  creds, err = credentials(store, t)
+  creds, err = credentials(store, t, options.get(opts, "tls_mode"))
   if not creds then return nil, err end
 
   local tls_mode = options.tls_mode(opts, t)
