@@ -1,30 +1,24 @@
 -- A file kfsmtp reads on every request and writes rarely (the profile
 -- store, the users file of the HTTP API): its change cache and its lock
 -- protocol, in one place. kfsmtp.core does the file work (flock on
--- <path>.lock, atomic replace, the shared generation counter).
+-- <path>.lock, the atomic replace).
 --
--- Change cache: every kfsmtp writer, in any process, bumps a counter kept
--- in the lock file, which readers map shared; while it is unchanged a read
--- costs no system call. About once a second the file's signature (inode,
--- size, times) is compared as well, for edits made without kfsmtp. Where
--- the counter cannot be mapped (a folder this process may not write), every
--- read compares the signature.
+-- Change cache: every read compares the file's signature (inode, size,
+-- mtime and ctime to the nanosecond: one stat) with the cached one and
+-- decodes the file again only when it changed. So the next read after any
+-- change, by kfsmtp or by an editor, configuration management or a restore
+-- from backup, sees it. A file changed in the last seconds is read again
+-- on every call: file times are only as fine as the kernel's clock tick,
+-- so two writes of the same size within one tick share a signature.
 local core = require "kfsmtp.core"
 
-local os_time, pcall, error, pairs = os.time, pcall, error, pairs
+local pcall, error, pairs, tonumber, os_time = pcall, error, pairs, tonumber, os.time
 
 local _M = {}
 
 local File = {}
 File.__index = File
 _M.File = File
-
--- How often a reader re-checks the file itself: at most about this many
--- seconds late for an edit made without kfsmtp.
-local FOREIGN_EDIT_CHECK_S = 1
--- Reading the clock costs more than the rest of a cached read: look at it
--- on every 16th call only.
-local CLOCK_EVERY = 16
 
 -- class() --> a new class of file objects with File's methods copied in
 -- (not inherited: a method call on the get() hot path is one lookup).
@@ -35,8 +29,9 @@ function _M.class()
   return class
 end
 
--- new(path, decode [, class]) --> file object of class (default File). decode(self, content) --> value | nil, err is
--- given the file's text, or false when there is no file.
+-- new(path, decode [, class]) --> file object of class (default File).
+-- decode(self, content) --> value | nil, err is given the file's text, or
+-- false when there is no file.
 function _M.new(path, decode, class)
   return setmetatable({ path = path, decode = decode, reads = 0 }, class or File)
 end
@@ -47,6 +42,18 @@ function File.io_error(_, why)
   return why
 end
 
+-- Seconds a change must be old before its signature alone can vouch for
+-- the file (a tick is a few milliseconds; whole seconds are what os.time
+-- gives, so a file is trusted between one and two seconds after a change).
+local SETTLE_S = 1
+
+-- When a cached read of the file with this signature can be trusted: its
+-- ctime (the signature's last field) plus SETTLE_S.
+local function settled_at(sig)
+  local ctime = tonumber(sig:match(":(%d+)%.%d+$") or "")
+  return ctime and ctime + SETTLE_S or math.huge
+end
+
 -- Reads and decodes the file now, and caches it: value | nil, err.
 function File:read()
   local content, sig = core.store_read(self.path)
@@ -54,35 +61,15 @@ function File:read()
   if content == nil then return nil, self:io_error(sig) end
   local value, err = self:decode(content)
   if value == nil then return nil, err end
-  self.sig, self.value = sig, value
+  self.sig, self.value, self.settled_at = sig, value, settled_at(sig)
   return value
-end
-
-local function open_generation(self)
-  local gen, read = core.store_generation(self.path)
-  self.gen, self.read_generation = gen or false, gen and read or false
 end
 
 -- The cached value while the file is unchanged, else read(): value | nil, err.
 function File:current()
-  if self.gen == nil then open_generation(self) end
-  local read_generation = self.read_generation
-  local generation = read_generation and read_generation()
-  if self.sig and read_generation and generation == self.generation then
-    local countdown = self.countdown - 1
-    if countdown > 0 then
-      self.countdown = countdown
-      return self.value
-    end
-    self.countdown = CLOCK_EVERY
-    if os_time() < self.next_stat then return self.value end
-  end
   local sig, why = core.store_stat(self.path)
   if not sig then return nil, self:io_error(why) end
-  -- The counter was read before the file: a write racing this call bumps
-  -- it again, and the next call looks.
-  self.generation, self.next_stat, self.countdown = generation, os_time() + FOREIGN_EDIT_CHECK_S, CLOCK_EVERY
-  if sig == self.sig then return self.value end
+  if sig == self.sig and os_time() > self.settled_at then return self.value end
   return self:read()
 end
 
@@ -106,9 +93,8 @@ function File:write(text, value)
   core.store_sweep(self.path)
   local ok, why = core.store_write(self.path, text)
   if not ok then return nil, self:io_error(why, "write") end
-  self.sig, self.value = core.store_stat(self.path), value
-  if self.gen == nil then open_generation(self) end
-  if self.gen then self.gen:bump() end
+  local sig = core.store_stat(self.path)
+  self.sig, self.value, self.settled_at = sig, value, sig and settled_at(sig) or math.huge
   return true
 end
 
