@@ -29,7 +29,7 @@ LIBS = $(shell $(PKG_CONFIG) --libs libcurl openssl) -lpthread
 
 BUILD ?= build/$(LUA)
 SRC = csrc/binding.c csrc/buffer.c csrc/delivery.c csrc/message.c \
-      csrc/password.c csrc/store.c csrc/token.c csrc/validate.c
+      csrc/password.c csrc/store.c csrc/token.c csrc/validate.c csrc/vocab.c
 HDR = $(wildcard csrc/*.h)
 OBJ = $(patsubst csrc/%.c,$(BUILD)/obj/%.o,$(SRC))
 MODULE = $(BUILD)/kfsmtp/core.so

@@ -11,21 +11,17 @@
 
 #include "compat.h"
 #include "delivery.h"
-#include "kfsmtp.h"
+#include "message.h"
+#include "password.h"
 #include "store.h"
 #include "token.h"
 #include "version.h"
+#include "validate.h"
 #include "vocab.h"
 
 #define BIND_SESSION_MT "kfsmtp.session"
 #define BIND_LOCK_MT "kfsmtp.lock"
 #define BIND_GEN_MT "kfsmtp.generation"
-
-#if defined(__GNUC__)
-#define KF_EXPORT __attribute__((visibility("default")))
-#else
-#define KF_EXPORT
-#endif
 
 static const char *bind_strerror(int e, char *buf, size_t size) {
     /* GNU strerror_r: thread-safe, as nginx worker threads need. */
@@ -236,7 +232,7 @@ static void bind_push_result(lua_State *L, kf_delivery *d, const kf_delivery_req
         lua_setfield(L, -2, "os_error");
     }
     if (d->code != CURLE_OK) {
-        lua_pushstring(L, kf_stage_name(kf_delivery_failed_stage(d, req)));
+        lua_pushstring(L, kf_stage_names[kf_delivery_failed_stage(d, req)]);
         lua_setfield(L, -2, "stage");
     }
     bind_set_str(L, "greeting", &d->greeting);
@@ -316,14 +312,11 @@ static int bind_deliver(lua_State *L) {
     req.timeout_ms = bind_intfield(L, 1, "timeout_ms", KF_DEFAULT_TIMEOUT_MS);
     req.want_transcript = bind_boolfield(L, 1, "transcript", 0);
     {
-#define BIND_QUIT_NAME(name, text) text,
-        static const char *const stages[] = {KF_QUIT_LIST(BIND_QUIT_NAME) NULL};
-#undef BIND_QUIT_NAME
         const char *q = bind_optfield(L, 1, "quit_after");
         int i;
         req.quit_after = KF_QUIT_NEVER;
-        for (i = 0; q && stages[i]; i++)
-            if (strcmp(q, stages[i]) == 0) req.quit_after = (enum kf_quit_after)(i + 1);
+        for (i = 0; q && i < KF_QUIT_COUNT - 1; i++)
+            if (strcmp(q, kf_quit_after_names[i]) == 0) req.quit_after = (enum kf_quit_after)(i + 1);
         if (q && req.quit_after == KF_QUIT_NEVER)
             return luaL_error(L, "kfsmtp.core: bad quit_after '%s'", q);
     }
@@ -488,7 +481,7 @@ static int bind_store_generation(lua_State *L) {
 static int bind_password_hash(lua_State *L) {
     size_t len;
     const char *pw = luaL_checklstring(L, 1, &len);
-    long iterations = (long)luaL_optinteger(L, 2, 100000);
+    long iterations = (long)luaL_optinteger(L, 2, KF_PASSWORD_ITERATIONS);
     char out[KF_PASSWORD_HASH_SIZE];
     if (kf_password_hash(pw, len, iterations, out, sizeof out) != 0)
         return luaL_error(L, "kfsmtp.core: password hashing failed (iterations 1000..10000000)");
@@ -570,14 +563,9 @@ static void bind_push_names(lua_State *L, const char *key, const char *const *na
 }
 
 static void bind_push_vocabulary(lua_State *L) {
-#define BIND_NAME(name, text) text,
-    static const char *const stages[] = {KF_STAGE_LIST(BIND_NAME)};
-    static const char *const tls_modes[] = {KF_TLS_MODE_LIST(BIND_NAME)};
-    static const char *const quit_stages[] = {KF_QUIT_LIST(BIND_NAME)};
-#undef BIND_NAME
-    bind_push_names(L, "STAGES", stages, KF_STAGE_COUNT);
-    bind_push_names(L, "TLS_MODES", tls_modes, KF_TLS_MODE_COUNT);
-    bind_push_names(L, "QUIT_STAGES", quit_stages, KF_QUIT_COUNT - 1);
+    bind_push_names(L, "STAGES", kf_stage_names, KF_STAGE_COUNT);
+    bind_push_names(L, "TLS_MODES", kf_tls_mode_names, KF_TLS_MODE_COUNT);
+    bind_push_names(L, "QUIT_STAGES", kf_quit_after_names, KF_QUIT_COUNT - 1);
     lua_createtable(L, 0, 5);
     kf_pushint(L, KF_DEFAULT_PORT);
     lua_setfield(L, -2, "port");

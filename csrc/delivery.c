@@ -13,12 +13,6 @@
 
 #include "delivery.h"
 
-#define DLV_STAGE_NAME(name, text) text,
-static const char *const dlv_stage_names[] = {KF_STAGE_LIST(DLV_STAGE_NAME)};
-#undef DLV_STAGE_NAME
-
-const char *kf_stage_name(enum kf_stage s) { return dlv_stage_names[s]; }
-
 static double dlv_now_ms(void) {
     struct timespec ts;
     clock_gettime(CLOCK_MONOTONIC, &ts);
@@ -29,11 +23,7 @@ static void dlv_reset(kf_delivery *d) {
     kf_buf *bufs[] = {&d->transcript, &d->greeting, &d->reply, &d->final_reply,
                       &d->ehlo, &d->tls.subject, &d->tls.issuer, &d->tls.names};
     size_t i;
-    for (i = 0; i < sizeof bufs / sizeof bufs[0]; i++) {
-        bufs[i]->len = 0;
-        bufs[i]->oom = 0;
-        if (bufs[i]->data) bufs[i]->data[0] = '\0';
-    }
+    for (i = 0; i < sizeof bufs / sizeof bufs[0]; i++) kf_buf_clear(bufs[i]);
     d->errbuf[0] = '\0';
     d->code = CURLE_OK;
     d->stage = KF_STAGE_GREETING;
@@ -67,11 +57,6 @@ void kf_delivery_close(kf_delivery *d) {
     for (i = 0; i < sizeof bufs / sizeof bufs[0]; i++) kf_buf_free(bufs[i]);
 }
 
-static void dlv_line(kf_buf *b, const char *s, size_t n) {
-    if (b->len) kf_buf_append(b, "\n", 1);
-    kf_buf_append(b, s, n);
-}
-
 static void dlv_bio_to_buf(BIO *bio, kf_buf *out) {
     char *p;
     long n = BIO_get_mem_data(bio, &p);
@@ -103,7 +88,7 @@ static void dlv_capture_cert(kf_delivery *d, X509 *cert) {
             const GENERAL_NAME *gn = sk_GENERAL_NAME_value(names, k);
             if (gn->type == GEN_DNS) {
                 const unsigned char *s = ASN1_STRING_get0_data(gn->d.dNSName);
-                dlv_line(&d->tls.names, (const char *)s,
+                kf_buf_line(&d->tls.names, (const char *)s,
                          (size_t)ASN1_STRING_length(gn->d.dNSName));
             } else if (gn->type == GEN_IPADD) {
                 char text[INET6_ADDRSTRLEN];
@@ -111,7 +96,7 @@ static void dlv_capture_cert(kf_delivery *d, X509 *cert) {
                 const unsigned char *s = ASN1_STRING_get0_data(gn->d.iPAddress);
                 if ((len == 4 && inet_ntop(AF_INET, s, text, sizeof text)) ||
                     (len == 16 && inet_ntop(AF_INET6, s, text, sizeof text)))
-                    dlv_line(&d->tls.names, text, strlen(text));
+                    kf_buf_line(&d->tls.names, text, strlen(text));
             }
         }
         GENERAL_NAMES_free(names);
@@ -163,13 +148,11 @@ static void dlv_client_line(kf_delivery *d, const char *line, size_t n) {
         return;
     }
     d->commands_sent++;
-    d->reply.len = 0;
-    if (d->reply.data) d->reply.data[0] = '\0';
+    kf_buf_clear(&d->reply);
     if (dlv_verb_is(line, n, "EHLO") || dlv_verb_is(line, n, "HELO")) {
         if (d->stage == KF_STAGE_TLS && d->t_starttls > 0) d->t_tls_done = now;
         d->stage = KF_STAGE_EHLO;
-        d->ehlo.len = 0;
-        if (d->ehlo.data) d->ehlo.data[0] = '\0';
+        kf_buf_clear(&d->ehlo);
     } else if (dlv_verb_is(line, n, "STARTTLS")) {
         d->stage = KF_STAGE_TLS;
         d->t_starttls = now;
@@ -212,8 +195,7 @@ static void dlv_server_line(kf_delivery *d, const char *line, size_t n) {
         /* The first line after the message body answers the body, not
          * DATA: the reply starts afresh as it does after a command. */
         d->body_noted = 1;
-        d->reply.len = 0;
-        if (d->reply.data) d->reply.data[0] = '\0';
+        kf_buf_clear(&d->reply);
         if (d->transcript_on)
             kf_buf_printf(&d->transcript, "%sC: [message, %d bytes, then .]",
                           d->transcript.len ? "\n" : "", d->body_bytes);
@@ -223,9 +205,9 @@ static void dlv_server_line(kf_delivery *d, const char *line, size_t n) {
         kf_buf_append(&d->transcript, line, n);
     }
     if (d->quit_sent) return;
-    dlv_line(&d->reply, line, n);
-    if (d->commands_sent == 0) dlv_line(&d->greeting, line, n);
-    else if (d->stage == KF_STAGE_EHLO) dlv_line(&d->ehlo, line, n);
+    kf_buf_line(&d->reply, line, n);
+    if (d->commands_sent == 0) kf_buf_line(&d->greeting, line, n);
+    else if (d->stage == KF_STAGE_EHLO) kf_buf_line(&d->ehlo, line, n);
     if (d->body_bytes && d->final_reply.len == 0 && (n < 4 || line[3] != '-')) {
         kf_buf_append(&d->final_reply, line, n);
         d->t_final = dlv_now_ms();

@@ -6,10 +6,8 @@
 
 #include <curl/curl.h>
 
-#include "kfsmtp.h"
+#include "buffer.h"
 #include "vocab.h"
-
-KF_HIDDEN const char *kf_stage_name(enum kf_stage s);
 
 typedef struct kf_delivery_req {
     const char *host;

@@ -6,7 +6,7 @@
 #include <string.h>
 #include <time.h>
 
-#include "kfsmtp.h"
+#include "message.h"
 
 /* RFC 2047 §2: an encoded word is at most 75 characters. */
 #define MSG_ENCODED_WORD_MAX 75

@@ -4,7 +4,7 @@
 
 #include <curl/curl.h>
 
-#include "kfsmtp.h"
+#include "buffer.h"
 
 #define KF_TOKEN_MAX_BODY (64 * 1024)
 

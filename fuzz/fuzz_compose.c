@@ -7,7 +7,8 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "../csrc/kfsmtp.h"
+#include "../csrc/message.h"
+#include "../csrc/validate.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 

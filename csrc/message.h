@@ -1,0 +1,29 @@
+/* Composition of the test message (see message.c). Plain C: the fuzz
+ * target calls it directly. */
+#ifndef KFSMTP_MESSAGE_H
+#define KFSMTP_MESSAGE_H
+
+#include <stddef.h>
+#include <time.h>
+
+#include "buffer.h"
+
+typedef struct kf_message_in {
+    const char *sender_name;    /* may be "" */
+    const char *sender_account; /* validated mailbox */
+    const char *recipient;      /* validated mailbox */
+    const char *host;           /* for the body */
+    long port;
+    const char *tls_mode;       /* "none" | "starttls" | "implicit" */
+    time_t now;
+    const char *unique;         /* random hex for the Message-ID */
+} kf_message_in;
+
+/* Appends the whole message (headers and body, CRLF line ends) to out and
+ * writes the Message-ID (with angle brackets) to message_id. Returns 0 or -1
+ * when out ran out of memory. */
+KF_HIDDEN int kf_compose(const kf_message_in *in, kf_buf *out,
+                         char *message_id, size_t message_id_size);
+KF_HIDDEN void kf_encode_display_name(kf_buf *out, const char *name);
+
+#endif
