@@ -157,26 +157,42 @@ static int bind_compose(lua_State *L) {
 
 /* ---- delivery ---- */
 
+/* The libcurl handles a Lua state keeps: deliveries', and token requests'
+ * with the buffer libcurl writes its error into (it must outlive the
+ * request: the handle keeps pointing at it if clearing the option fails). */
+typedef struct bind_session_box {
+    kf_delivery delivery;
+    CURL *token;
+    char token_errbuf[CURL_ERROR_SIZE];
+} bind_session_box;
+
 static int bind_session_gc(lua_State *L) {
-    kf_delivery *d = luaL_checkudata(L, 1, BIND_SESSION_MT);
-    kf_delivery_close(d);
+    bind_session_box *s = luaL_checkudata(L, 1, BIND_SESSION_MT);
+    kf_delivery_close(&s->delivery);
+    if (s->token) curl_easy_cleanup(s->token);
+    s->token = NULL;
     return 0;
+}
+
+static int bind_refused(lua_State *L, const char *fn, const kf_curlopt *o) {
+    return luaL_error(L, "kfsmtp.core.%s: libcurl refused %s: %s", fn, o->name,
+                      curl_easy_strerror(o->code));
 }
 
 static char bind_session_key;
 
 /* One handle per Lua state, kept in the registry: libcurl then parses the
  * CA bundle once per state instead of once per test. */
-static kf_delivery *bind_session(lua_State *L) {
-    kf_delivery *d;
+static bind_session_box *bind_session(lua_State *L) {
+    bind_session_box *s;
     lua_pushlightuserdata(L, &bind_session_key);
     lua_rawget(L, LUA_REGISTRYINDEX);
-    d = lua_touserdata(L, -1);
+    s = lua_touserdata(L, -1);
     lua_pop(L, 1);
-    if (d) return d;
-    d = kf_newuserdata(L, sizeof *d);
-    memset(d, 0, sizeof *d);
-    if (kf_delivery_init(d) != 0) {
+    if (s) return s;
+    s = kf_newuserdata(L, sizeof *s);
+    memset(s, 0, sizeof *s);
+    if (kf_delivery_init(&s->delivery) != 0) {
         luaL_error(L, "kfsmtp.core: curl_easy_init failed");
         return NULL;
     }
@@ -187,7 +203,7 @@ static kf_delivery *bind_session(lua_State *L) {
     lua_pushvalue(L, -2);
     lua_rawset(L, LUA_REGISTRYINDEX);
     lua_pop(L, 1);
-    return d;
+    return s;
 }
 
 static void bind_push_lines(lua_State *L, const kf_buf *b) {
@@ -290,7 +306,7 @@ static int bind_deliver(lua_State *L) {
     kf_delivery *d;
     size_t msg_len;
     luaL_checktype(L, 1, LUA_TTABLE);
-    d = bind_session(L);
+    d = &bind_session(L)->delivery;
     memset(&req, 0, sizeof req);
     req.host = bind_field(L, 1, "host");
     req.port = bind_intfield(L, 1, "port", KF_DEFAULT_PORT);
@@ -323,8 +339,11 @@ static int bind_deliver(lua_State *L) {
     if (strcmp(req.tls_mode, "none") && strcmp(req.tls_mode, "starttls") &&
         strcmp(req.tls_mode, "implicit"))
         return luaL_error(L, "kfsmtp.core: bad tls_mode '%s'", req.tls_mode);
-    if (kf_delivery_run(d, &req) != 0)
-        return luaL_error(L, "kfsmtp.core: out of memory preparing the delivery");
+    switch (kf_delivery_run(d, &req)) {
+    case 0: break;
+    case -2: return bind_refused(L, "deliver", &d->refused);
+    default: return luaL_error(L, "kfsmtp.core: out of memory preparing the delivery");
+    }
     bind_push_result(L, d, &req);
     return 1;
 }
@@ -334,13 +353,13 @@ static int bind_deliver(lua_State *L) {
  * --> { ok, http_status, body, curl_code, curl_error } */
 static int bind_fetch_token(lua_State *L) {
     kf_token_req req;
-    kf_delivery *d;
+    bind_session_box *s;
+    kf_curlopt o;
     kf_buf *body;
     long status = 0;
-    char errbuf[CURL_ERROR_SIZE];
     CURLcode rc;
     luaL_checktype(L, 1, LUA_TTABLE);
-    d = bind_session(L);
+    s = bind_session(L);
     memset(&req, 0, sizeof req);
     req.endpoint = bind_field(L, 1, "endpoint");
     req.client_id = bind_field(L, 1, "client_id");
@@ -351,10 +370,14 @@ static int bind_fetch_token(lua_State *L) {
     req.tls_verify = bind_boolfield(L, 1, "tls_verify", 1);
     req.connect_timeout_ms = bind_intfield(L, 1, "connect_timeout_ms", KF_DEFAULT_CONNECT_TIMEOUT_MS);
     req.timeout_ms = bind_intfield(L, 1, "timeout_ms", KF_DEFAULT_TIMEOUT_MS);
-    if (!d->token_curl && !(d->token_curl = curl_easy_init()))
+    if (!s->token && !(s->token = curl_easy_init()))
         return luaL_error(L, "kfsmtp.core: curl_easy_init failed");
     body = bind_new_buf(L);
-    rc = kf_token_fetch(d->token_curl, &req, body, &status, errbuf);
+    o.curl = s->token;
+    o.code = CURLE_OK;
+    o.name = NULL;
+    rc = kf_token_fetch(&o, &req, body, &status, s->token_errbuf);
+    if (o.name) return bind_refused(L, "fetch_token", &o); /* body's __gc frees it */
     lua_createtable(L, 0, 5);
     lua_pushboolean(L, rc == CURLE_OK);
     lua_setfield(L, -2, "ok");
@@ -363,7 +386,7 @@ static int bind_fetch_token(lua_State *L) {
     bind_set_str(L, "body", body);
     kf_pushint(L, rc);
     lua_setfield(L, -2, "curl_code");
-    lua_pushstring(L, errbuf[0] ? errbuf : curl_easy_strerror(rc));
+    lua_pushstring(L, s->token_errbuf[0] ? s->token_errbuf : curl_easy_strerror(rc));
     lua_setfield(L, -2, "curl_error");
     /* The answer holds the access token. */
     kf_buf_wipe_free(body);

@@ -27,7 +27,7 @@ build = {
     ["kfsmtp.json"] = "lua/kfsmtp/json.lua",
     ["kfsmtp.core"] = {
       sources = { "csrc/binding.c", "csrc/buffer.c", "csrc/delivery.c", "csrc/message.c", "csrc/password.c",
-        "csrc/store.c", "csrc/token.c", "csrc/validate.c", "csrc/vocab.c" },
+        "csrc/store.c", "csrc/tls.c", "csrc/token.c", "csrc/validate.c", "csrc/vocab.c" },
       defines = { "_GNU_SOURCE" },
       incdirs = { "$(CURL_INCDIR)", "$(OPENSSL_INCDIR)" },
       libdirs = { "$(CURL_LIBDIR)", "$(OPENSSL_LIBDIR)" },
