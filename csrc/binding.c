@@ -87,6 +87,15 @@ static int bind_boolfield(lua_State *L, int t, const char *key, int dflt) {
     return v;
 }
 
+/* tls_mode, parsed here once: C past this point uses the enum. */
+static enum kf_tls_mode bind_tls_mode(lua_State *L, int t) {
+    const char *s = bind_field(L, t, "tls_mode");
+    int i;
+    for (i = 0; i < KF_TLS_MODE_COUNT; i++)
+        if (strcmp(s, kf_tls_mode_names[i]) == 0) return (enum kf_tls_mode)i;
+    return (enum kf_tls_mode)luaL_error(L, "kfsmtp.core: bad tls_mode '%s'", s);
+}
+
 static void bind_random_hex(char *out, size_t nbytes) {
     unsigned char raw[16];
     size_t i;
@@ -134,7 +143,7 @@ static int bind_compose(lua_State *L) {
     in.recipient = bind_field(L, 1, "recipient");
     in.host = bind_field(L, 1, "host");
     in.port = bind_intfield(L, 1, "port", KF_DEFAULT_PORT);
-    in.tls_mode = bind_field(L, 1, "tls_mode");
+    in.tls_mode = bind_tls_mode(L, 1);
     in.now = (time_t)bind_intfield(L, 1, "now", (long)time(NULL));
     {
         char rnd[33];
@@ -233,7 +242,7 @@ static void bind_set_ms(lua_State *L, const char *key, double ms) {
 }
 
 static void bind_push_result(lua_State *L, kf_delivery *d, const kf_delivery_req *req) {
-    int implicit = strcmp(req->tls_mode, "implicit") == 0;
+    int implicit = req->tls_mode == KF_TLS_IMPLICIT;
     double tls_ms = 0;
     lua_createtable(L, 0, 20);
     lua_pushboolean(L, d->code == CURLE_OK);
@@ -310,7 +319,7 @@ static int bind_deliver(lua_State *L) {
     memset(&req, 0, sizeof req);
     req.host = bind_field(L, 1, "host");
     req.port = bind_intfield(L, 1, "port", KF_DEFAULT_PORT);
-    req.tls_mode = bind_field(L, 1, "tls_mode");
+    req.tls_mode = bind_tls_mode(L, 1);
     req.username = bind_optfield(L, 1, "username");
     req.password = bind_optfield(L, 1, "password");
     req.bearer = bind_optfield(L, 1, "bearer");
@@ -336,9 +345,6 @@ static int bind_deliver(lua_State *L) {
         if (q && req.quit_after == KF_QUIT_NEVER)
             return luaL_error(L, "kfsmtp.core: bad quit_after '%s'", q);
     }
-    if (strcmp(req.tls_mode, "none") && strcmp(req.tls_mode, "starttls") &&
-        strcmp(req.tls_mode, "implicit"))
-        return luaL_error(L, "kfsmtp.core: bad tls_mode '%s'", req.tls_mode);
     switch (kf_delivery_run(d, &req)) {
     case 0: break;
     case -2: return bind_refused(L, "deliver", &d->refused);

@@ -203,7 +203,7 @@ static int dlv_url(kf_buf *url, const kf_delivery_req *req) {
     int bracket = req->host[0] != '[' && strchr(req->host, ':') != NULL;
     const char *p;
     kf_buf_printf(url, "%s://%s%s%s:%ld/",
-                  strcmp(req->tls_mode, "implicit") == 0 ? "smtps" : "smtp",
+                  req->tls_mode == KF_TLS_IMPLICIT ? "smtps" : "smtp",
                   bracket ? "[" : "", req->host, bracket ? "]" : "", req->port);
     /* The path is the EHLO name; validated names need escaping only for
      * the characters a URL path treats specially. */
@@ -219,8 +219,8 @@ int kf_delivery_run(kf_delivery *d, const kf_delivery_req *req) {
     kf_curlopt o = {c, CURLE_OK, NULL};
     kf_buf url = {0};
     struct curl_slist *rcpt = NULL;
-    int implicit = strcmp(req->tls_mode, "implicit") == 0;
-    int starttls = strcmp(req->tls_mode, "starttls") == 0;
+    int implicit = req->tls_mode == KF_TLS_IMPLICIT;
+    int starttls = req->tls_mode == KF_TLS_STARTTLS;
     int rc = 0;
     curl_off_t t;
     int connect_only = req->quit_after == KF_QUIT_CONNECT || req->quit_after == KF_QUIT_TLS ||
@@ -311,7 +311,7 @@ int kf_delivery_run(kf_delivery *d, const kf_delivery_req *req) {
 
 enum kf_stage kf_delivery_failed_stage(const kf_delivery *d,
                                        const kf_delivery_req *req) {
-    int implicit = strcmp(req->tls_mode, "implicit") == 0;
+    int implicit = req->tls_mode == KF_TLS_IMPLICIT;
     switch (d->code) {
     case CURLE_COULDNT_RESOLVE_HOST:
         return KF_STAGE_RESOLVE;

@@ -14,7 +14,7 @@
 typedef struct kf_delivery_req {
     const char *host;
     long port;
-    const char *tls_mode; /* "none" | "starttls" | "implicit" */
+    enum kf_tls_mode tls_mode;
     const char *username, *password; /* NULL: anonymous */
     const char *bearer; /* OAuth access token: AUTH with OAUTHBEARER or XOAUTH2 */
     const char *mail_from, *rcpt_to;

@@ -120,10 +120,9 @@ static int msg_has_8bit(const char *s) {
 
 int kf_compose(const kf_message_in *in, kf_buf *out, char *message_id,
                size_t message_id_size) {
-    const char *mode_words =
-        strcmp(in->tls_mode, "implicit") == 0 ? "implicit TLS"
-        : strcmp(in->tls_mode, "starttls") == 0 ? "STARTTLS"
-                                                : "no TLS";
+    const char *mode_words = in->tls_mode == KF_TLS_IMPLICIT   ? "implicit TLS"
+                             : in->tls_mode == KF_TLS_STARTTLS ? "STARTTLS"
+                                                               : "no TLS";
     int n = snprintf(message_id, message_id_size, "<%s.kfsmtp@%s>", in->unique,
                      msg_id_domain(in->sender_account));
     if (n < 0 || (size_t)n >= message_id_size) return -1;

@@ -7,6 +7,7 @@
 #include <time.h>
 
 #include "buffer.h"
+#include "vocab.h"
 
 typedef struct kf_message_in {
     const char *sender_name;    /* may be "" */
@@ -14,7 +15,7 @@ typedef struct kf_message_in {
     const char *recipient;      /* validated mailbox */
     const char *host;           /* for the body */
     long port;
-    const char *tls_mode;       /* "none" | "starttls" | "implicit" */
+    enum kf_tls_mode tls_mode;
     time_t now;
     const char *unique;         /* random hex for the Message-ID */
 } kf_message_in;
