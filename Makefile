@@ -28,7 +28,7 @@ ALL_CFLAGS = -std=gnu11 -D_GNU_SOURCE -fPIC -fvisibility=hidden $(WARN) $(CFLAGS
 LIBS = $(shell $(PKG_CONFIG) --libs libcurl openssl) -lpthread
 
 BUILD ?= build/$(LUA)
-SRC = csrc/binding.c csrc/buffer.c csrc/delivery.c csrc/message.c csrc/tls.c \
+SRC = csrc/binding.c csrc/buffer.c csrc/delivery.c csrc/luafield.c csrc/message.c csrc/tls.c \
       csrc/password.c csrc/store.c csrc/token.c csrc/validate.c csrc/vocab.c
 HDR = $(wildcard csrc/*.h)
 OBJ = $(patsubst csrc/%.c,$(BUILD)/obj/%.o,$(SRC))

@@ -11,6 +11,7 @@
 
 #include "compat.h"
 #include "delivery.h"
+#include "luafield.h"
 #include "message.h"
 #include "password.h"
 #include "store.h"
@@ -23,78 +24,28 @@
 #define BIND_LOCK_MT "kfsmtp.lock"
 #define BIND_GEN_MT "kfsmtp.generation"
 
-static const char *bind_strerror(int e, char *buf, size_t size) {
-    /* GNU strerror_r: thread-safe, as nginx worker threads need. */
-    return strerror_r(e, buf, size);
-}
-
-static int bind_fail(lua_State *L, const char *what, int err) {
-    char msg[256];
-    lua_pushnil(L);
-    lua_pushfstring(L, "%s: %s", what, bind_strerror(err, msg, sizeof msg));
-    lua_pushinteger(L, err);
-    return 3;
-}
-
 /* ---- validation ---- */
 
-static int bind_check(lua_State *L, const char *(*check)(const char *, size_t)) {
+static int bind_check(lua_State *L, const char *fn, const char *(*check)(const char *, size_t)) {
+    kf_door d = kf_door_args(L, fn);
     size_t len;
-    const char *s = luaL_checklstring(L, 1, &len);
+    const char *s = kf_arg_bytes(&d, 1, "value", &len);
     const char *why = check(s, len);
     if (why) lua_pushstring(L, why);
     else lua_pushnil(L);
     return 1;
 }
 
-static int bind_check_text(lua_State *L) { return bind_check(L, kf_check_text); }
-static int bind_check_host(lua_State *L) { return bind_check(L, kf_check_host); }
-static int bind_check_mailbox(lua_State *L) { return bind_check(L, kf_check_mailbox); }
-static int bind_check_display_name(lua_State *L) { return bind_check(L, kf_check_display_name); }
+static int bind_check_text(lua_State *L) { return bind_check(L, "check_text", kf_check_text); }
+static int bind_check_host(lua_State *L) { return bind_check(L, "check_host", kf_check_host); }
+static int bind_check_mailbox(lua_State *L) {
+    return bind_check(L, "check_mailbox", kf_check_mailbox);
+}
+static int bind_check_display_name(lua_State *L) {
+    return bind_check(L, "check_display_name", kf_check_display_name);
+}
 
 /* ---- message ---- */
-
-static const char *bind_field(lua_State *L, int t, const char *key) {
-    const char *s;
-    lua_getfield(L, t, key);
-    s = lua_tostring(L, -1);
-    if (!s) luaL_error(L, "kfsmtp.core: field '%s' must be a string", key);
-    lua_pop(L, 1); /* still referenced by the table, so s stays valid */
-    return s;
-}
-
-static const char *bind_optfield(lua_State *L, int t, const char *key) {
-    const char *s;
-    lua_getfield(L, t, key);
-    s = lua_isnil(L, -1) ? NULL : lua_tostring(L, -1);
-    lua_pop(L, 1);
-    return s;
-}
-
-static long bind_intfield(lua_State *L, int t, const char *key, long dflt) {
-    long v = dflt;
-    lua_getfield(L, t, key);
-    if (!lua_isnil(L, -1)) v = (long)luaL_checknumber(L, -1);
-    lua_pop(L, 1);
-    return v;
-}
-
-static int bind_boolfield(lua_State *L, int t, const char *key, int dflt) {
-    int v;
-    lua_getfield(L, t, key);
-    v = lua_isnil(L, -1) ? dflt : lua_toboolean(L, -1);
-    lua_pop(L, 1);
-    return v;
-}
-
-/* tls_mode, parsed here once: C past this point uses the enum. */
-static enum kf_tls_mode bind_tls_mode(lua_State *L, int t) {
-    const char *s = bind_field(L, t, "tls_mode");
-    int i;
-    for (i = 0; i < KF_TLS_MODE_COUNT; i++)
-        if (strcmp(s, kf_tls_mode_names[i]) == 0) return (enum kf_tls_mode)i;
-    return (enum kf_tls_mode)luaL_error(L, "kfsmtp.core: bad tls_mode '%s'", s);
-}
 
 static void bind_random_hex(char *out, size_t nbytes) {
     unsigned char raw[16];
@@ -115,36 +66,20 @@ static void bind_random_hex(char *out, size_t nbytes) {
     out[nbytes * 2] = '\0';
 }
 
-static int bind_buf_gc(lua_State *L) {
-    kf_buf_wipe_free((kf_buf *)lua_touserdata(L, 1));
-    return 0;
-}
-
-/* A kf_buf owned by a userdata on the stack, freed by __gc if anything
- * raises before the caller frees it. */
-static kf_buf *bind_new_buf(lua_State *L) {
-    kf_buf *b = kf_newuserdata(L, sizeof *b);
-    memset(b, 0, sizeof *b);
-    if (luaL_newmetatable(L, "kfsmtp.buf")) {
-        lua_pushcfunction(L, bind_buf_gc);
-        lua_setfield(L, -2, "__gc");
-    }
-    lua_setmetatable(L, -2);
-    return b;
-}
-
 static int bind_compose(lua_State *L) {
     kf_message_in in;
     char unique[48], message_id[400];
     kf_buf *out;
-    luaL_checktype(L, 1, LUA_TTABLE);
-    in.sender_name = bind_field(L, 1, "sender_name");
-    in.sender_account = bind_field(L, 1, "sender_account");
-    in.recipient = bind_field(L, 1, "recipient");
-    in.host = bind_field(L, 1, "host");
-    in.port = bind_intfield(L, 1, "port", KF_DEFAULT_PORT);
-    in.tls_mode = bind_tls_mode(L, 1);
-    in.now = (time_t)bind_intfield(L, 1, "now", (long)time(NULL));
+    kf_door d = kf_door_fields(L, "compose", 7);
+    in.sender_name = kf_field_text(&d, "sender_name", KF_MAX_FIELD);
+    /* The Message-ID's domain comes from it, into a fixed buffer. */
+    in.sender_account = kf_field_text(&d, "sender_account", KF_MAX_MAILBOX);
+    in.recipient = kf_field_text(&d, "recipient", KF_MAX_FIELD);
+    in.host = kf_field_text(&d, "host", KF_MAX_FIELD);
+    in.port = (long)kf_field_int(&d, "port", 1, KF_MAX_PORT, KF_DEFAULT_PORT);
+    in.tls_mode = (enum kf_tls_mode)kf_field_choice(&d, "tls_mode", kf_tls_mode_names,
+                                                    KF_TLS_MODE_COUNT, 1);
+    in.now = (time_t)kf_field_int(&d, "now", 0, KF_MESSAGE_MAX_TIME, (lua_Integer)time(NULL));
     {
         char rnd[33];
         struct timespec ts;
@@ -153,10 +88,10 @@ static int bind_compose(lua_State *L) {
         snprintf(unique, sizeof unique, "%lld.%s", (long long)ts.tv_sec, rnd);
     }
     in.unique = unique;
-    out = bind_new_buf(L);
+    out = kf_newbuf(L);
     if (kf_compose(&in, out, message_id, sizeof message_id) != 0) {
         kf_buf_free(out);
-        return luaL_error(L, "kfsmtp.core: out of memory composing the message");
+        return luaL_error(L, "kfsmtp.core.compose: out of memory composing the message");
     }
     lua_pushlstring(L, out->data, out->len);
     lua_pushstring(L, message_id);
@@ -230,11 +165,6 @@ static void bind_push_lines(lua_State *L, const kf_buf *b) {
     }
 }
 
-static void bind_set_str(lua_State *L, const char *key, const kf_buf *b) {
-    lua_pushlstring(L, b->data ? b->data : "", b->len);
-    lua_setfield(L, -2, key);
-}
-
 static void bind_set_ms(lua_State *L, const char *key, double ms) {
     if (ms < 0) ms = 0;
     lua_pushnumber(L, (lua_Number)((long long)(ms * 1000.0 + 0.5)) / 1000.0);
@@ -253,16 +183,16 @@ static void bind_push_result(lua_State *L, kf_delivery *d, const kf_delivery_req
     lua_setfield(L, -2, "curl_error");
     if (d->os_errno) {
         char text[128];
-        lua_pushstring(L, bind_strerror((int)d->os_errno, text, sizeof text));
+        lua_pushstring(L, kf_strerror((int)d->os_errno, text, sizeof text));
         lua_setfield(L, -2, "os_error");
     }
     if (d->code != CURLE_OK) {
         lua_pushstring(L, kf_stage_names[kf_delivery_failed_stage(d, req)]);
         lua_setfield(L, -2, "stage");
     }
-    bind_set_str(L, "greeting", &d->greeting);
-    bind_set_str(L, "reply", &d->reply);
-    bind_set_str(L, "final_reply", &d->final_reply);
+    kf_setfield_buf(L, "greeting", &d->greeting);
+    kf_setfield_buf(L, "reply", &d->reply);
+    kf_setfield_buf(L, "final_reply", &d->final_reply);
     bind_push_lines(L, &d->ehlo);
     lua_setfield(L, -2, "ehlo");
     if (req->want_transcript) {
@@ -297,8 +227,8 @@ static void bind_push_result(lua_State *L, kf_delivery *d, const kf_delivery_req
         lua_pushboolean(L, req->tls_verify && d->tls.verify_result == 0);
         lua_setfield(L, -2, "verified");
         lua_createtable(L, 0, 5);
-        bind_set_str(L, "subject", &d->tls.subject);
-        bind_set_str(L, "issuer", &d->tls.issuer);
+        kf_setfield_buf(L, "subject", &d->tls.subject);
+        kf_setfield_buf(L, "issuer", &d->tls.issuer);
         bind_push_lines(L, &d->tls.names);
         lua_setfield(L, -2, "names");
         lua_pushstring(L, d->tls.not_after);
@@ -313,38 +243,32 @@ static void bind_push_result(lua_State *L, kf_delivery *d, const kf_delivery_req
 static int bind_deliver(lua_State *L) {
     kf_delivery_req req;
     kf_delivery *d;
-    size_t msg_len;
-    luaL_checktype(L, 1, LUA_TTABLE);
-    d = &bind_session(L)->delivery;
+    kf_door in = kf_door_fields(L, "deliver", 17);
     memset(&req, 0, sizeof req);
-    req.host = bind_field(L, 1, "host");
-    req.port = bind_intfield(L, 1, "port", KF_DEFAULT_PORT);
-    req.tls_mode = bind_tls_mode(L, 1);
-    req.username = bind_optfield(L, 1, "username");
-    req.password = bind_optfield(L, 1, "password");
-    req.bearer = bind_optfield(L, 1, "bearer");
-    req.mail_from = bind_field(L, 1, "mail_from");
-    req.rcpt_to = bind_field(L, 1, "rcpt_to");
-    lua_getfield(L, 1, "message");
-    req.message = luaL_checklstring(L, -1, &msg_len);
-    req.message_len = msg_len;
-    lua_pop(L, 1);
-    req.helo = bind_field(L, 1, "helo");
-    req.ca_file = bind_optfield(L, 1, "ca_file");
-    req.pinned_pubkey = bind_optfield(L, 1, "pinned_pubkey");
-    req.tls_verify = bind_boolfield(L, 1, "tls_verify", 1);
-    req.connect_timeout_ms = bind_intfield(L, 1, "connect_timeout_ms", KF_DEFAULT_CONNECT_TIMEOUT_MS);
-    req.timeout_ms = bind_intfield(L, 1, "timeout_ms", KF_DEFAULT_TIMEOUT_MS);
-    req.want_transcript = bind_boolfield(L, 1, "transcript", 0);
-    {
-        const char *q = bind_optfield(L, 1, "quit_after");
-        int i;
-        req.quit_after = KF_QUIT_NEVER;
-        for (i = 0; q && i < KF_QUIT_COUNT - 1; i++)
-            if (strcmp(q, kf_quit_after_names[i]) == 0) req.quit_after = (enum kf_quit_after)(i + 1);
-        if (q && req.quit_after == KF_QUIT_NEVER)
-            return luaL_error(L, "kfsmtp.core: bad quit_after '%s'", q);
-    }
+    req.host = kf_field_text(&in, "host", KF_MAX_FIELD);
+    req.port = (long)kf_field_int(&in, "port", 1, KF_MAX_PORT, KF_DEFAULT_PORT);
+    req.tls_mode = (enum kf_tls_mode)kf_field_choice(&in, "tls_mode", kf_tls_mode_names,
+                                                     KF_TLS_MODE_COUNT, 1);
+    req.username = kf_field_opttext(&in, "username", KF_MAX_FIELD);
+    req.password = kf_field_opttext(&in, "password", KF_MAX_FIELD);
+    req.bearer = kf_field_opttext(&in, "bearer", KF_TOKEN_MAX_BODY);
+    req.mail_from = kf_field_text(&in, "mail_from", KF_MAX_FIELD);
+    req.rcpt_to = kf_field_text(&in, "rcpt_to", KF_MAX_FIELD);
+    req.message = kf_field_bytes(&in, "message", &req.message_len);
+    req.helo = kf_field_text(&in, "helo", KF_MAX_FIELD);
+    req.ca_file = kf_field_opttext(&in, "ca_file", KF_MAX_FIELD);
+    req.pinned_pubkey = kf_field_opttext(&in, "pinned_pubkey", KF_MAX_FIELD);
+    req.tls_verify = kf_field_bool(&in, "tls_verify", 1);
+    req.connect_timeout_ms = (long)kf_field_int(&in, "connect_timeout_ms", 1, KF_MAX_TIMEOUT_MS,
+                                                KF_DEFAULT_CONNECT_TIMEOUT_MS);
+    req.timeout_ms = (long)kf_field_int(&in, "timeout_ms", 1, KF_MAX_TIMEOUT_MS,
+                                        KF_DEFAULT_TIMEOUT_MS);
+    req.want_transcript = kf_field_bool(&in, "transcript", 0);
+    /* Absent (-1) is KF_QUIT_NEVER, the full test. */
+    req.quit_after = (enum kf_quit_after)(kf_field_choice(&in, "quit_after", kf_quit_after_names,
+                                                          KF_QUIT_COUNT - 1, 0) + 1);
+    /* Every value checked: only now the handle and then the network. */
+    d = &bind_session(L)->delivery;
     switch (kf_delivery_run(d, &req)) {
     case 0: break;
     case -2: return bind_refused(L, "deliver", &d->refused);
@@ -364,21 +288,23 @@ static int bind_fetch_token(lua_State *L) {
     kf_buf *body;
     long status = 0;
     CURLcode rc;
-    luaL_checktype(L, 1, LUA_TTABLE);
-    s = bind_session(L);
+    kf_door in = kf_door_fields(L, "fetch_token", 9);
     memset(&req, 0, sizeof req);
-    req.endpoint = bind_field(L, 1, "endpoint");
-    req.client_id = bind_field(L, 1, "client_id");
-    req.client_secret = bind_field(L, 1, "client_secret");
-    req.scope = bind_optfield(L, 1, "scope");
-    req.audience = bind_optfield(L, 1, "audience");
-    req.ca_file = bind_optfield(L, 1, "ca_file");
-    req.tls_verify = bind_boolfield(L, 1, "tls_verify", 1);
-    req.connect_timeout_ms = bind_intfield(L, 1, "connect_timeout_ms", KF_DEFAULT_CONNECT_TIMEOUT_MS);
-    req.timeout_ms = bind_intfield(L, 1, "timeout_ms", KF_DEFAULT_TIMEOUT_MS);
+    req.endpoint = kf_field_text(&in, "endpoint", KF_MAX_FIELD);
+    req.client_id = kf_field_text(&in, "client_id", KF_MAX_FIELD);
+    req.client_secret = kf_field_text(&in, "client_secret", KF_MAX_FIELD);
+    req.scope = kf_field_opttext(&in, "scope", KF_MAX_FIELD);
+    req.audience = kf_field_opttext(&in, "audience", KF_MAX_FIELD);
+    req.ca_file = kf_field_opttext(&in, "ca_file", KF_MAX_FIELD);
+    req.tls_verify = kf_field_bool(&in, "tls_verify", 1);
+    req.connect_timeout_ms = (long)kf_field_int(&in, "connect_timeout_ms", 1, KF_MAX_TIMEOUT_MS,
+                                                KF_DEFAULT_CONNECT_TIMEOUT_MS);
+    req.timeout_ms = (long)kf_field_int(&in, "timeout_ms", 1, KF_MAX_TIMEOUT_MS,
+                                        KF_DEFAULT_TIMEOUT_MS);
+    s = bind_session(L);
     if (!s->token && !(s->token = curl_easy_init()))
         return luaL_error(L, "kfsmtp.core: curl_easy_init failed");
-    body = bind_new_buf(L);
+    body = kf_newbuf(L);
     o.curl = s->token;
     o.code = CURLE_OK;
     o.name = NULL;
@@ -389,7 +315,7 @@ static int bind_fetch_token(lua_State *L) {
     lua_setfield(L, -2, "ok");
     kf_pushint(L, status);
     lua_setfield(L, -2, "http_status");
-    bind_set_str(L, "body", body);
+    kf_setfield_buf(L, "body", body);
     kf_pushint(L, rc);
     lua_setfield(L, -2, "curl_code");
     lua_pushstring(L, s->token_errbuf[0] ? s->token_errbuf : curl_easy_strerror(rc));
@@ -402,13 +328,14 @@ static int bind_fetch_token(lua_State *L) {
 /* ---- store ---- */
 
 static int bind_store_read(lua_State *L) {
-    const char *path = luaL_checkstring(L, 1);
+    kf_door in = kf_door_args(L, "store_read");
+    const char *path = kf_arg_text(&in, 1, "path", KF_ANY_LENGTH);
     char sig[KF_SIG_SIZE];
-    kf_buf *content = bind_new_buf(L);
+    kf_buf *content = kf_newbuf(L);
     int rc = kf_store_read(path, content, sig);
     if (rc < 0) {
         kf_buf_wipe_free(content);
-        return bind_fail(L, "cannot read the store", -rc);
+        return kf_fail(L, "cannot read the store", -rc);
     }
     if (rc == 1) lua_pushboolean(L, 0);
     else lua_pushlstring(L, content->data, content->len);
@@ -420,45 +347,50 @@ static int bind_store_read(lua_State *L) {
 
 static int bind_store_stat(lua_State *L) {
     char sig[KF_SIG_SIZE];
-    int rc = kf_store_stat(luaL_checkstring(L, 1), sig);
-    if (rc < 0) return bind_fail(L, "cannot stat the store", -rc);
+    kf_door in = kf_door_args(L, "store_stat");
+    int rc = kf_store_stat(kf_arg_text(&in, 1, "path", KF_ANY_LENGTH), sig);
+    if (rc < 0) return kf_fail(L, "cannot stat the store", -rc);
     lua_pushstring(L, sig);
     return 1;
 }
 
 static int bind_store_write(lua_State *L) {
-    const char *path = luaL_checkstring(L, 1);
+    kf_door in = kf_door_args(L, "store_write");
+    const char *path = kf_arg_text(&in, 1, "path", KF_ANY_LENGTH);
     size_t len;
-    const char *data = luaL_checklstring(L, 2, &len);
+    const char *data = kf_arg_bytes(&in, 2, "data", &len);
     const char *step = "write";
     int rc = kf_store_write(path, data, len, &step);
     if (rc < 0) {
         char what[96];
         snprintf(what, sizeof what, "cannot %s for the store", step);
-        return bind_fail(L, what, -rc);
+        return kf_fail(L, what, -rc);
     }
     lua_pushboolean(L, 1);
     return 1;
 }
 
 static int bind_store_sweep(lua_State *L) {
-    int rc = kf_store_sweep(luaL_checkstring(L, 1));
-    if (rc < 0) return bind_fail(L, "cannot list the store's folder", -rc);
+    kf_door in = kf_door_args(L, "store_sweep");
+    int rc = kf_store_sweep(kf_arg_text(&in, 1, "path", KF_ANY_LENGTH));
+    if (rc < 0) return kf_fail(L, "cannot list the store's folder", -rc);
     lua_pushinteger(L, rc);
     return 1;
 }
 
 static int bind_lock_release(lua_State *L) {
-    int *fd = luaL_checkudata(L, 1, BIND_LOCK_MT);
+    kf_door in = kf_door_args(L, "lock:release");
+    int *fd = kf_arg_object(&in, 1, "self", BIND_LOCK_MT);
     if (*fd >= 0) { close(*fd); *fd = -1; }
     return 0;
 }
 
 static int bind_store_lock(lua_State *L) {
-    const char *path = luaL_checkstring(L, 1);
+    kf_door in = kf_door_args(L, "store_lock");
+    const char *path = kf_arg_text(&in, 1, "path", KF_ANY_LENGTH);
     int *fd = kf_newuserdata(L, sizeof *fd);
     *fd = kf_store_lock(path);
-    if (*fd < 0) return bind_fail(L, "cannot lock the store", -*fd);
+    if (*fd < 0) return kf_fail(L, "cannot lock the store", -*fd);
     luaL_getmetatable(L, BIND_LOCK_MT);
     lua_setmetatable(L, -2);
     return 1;
@@ -471,14 +403,16 @@ static int bind_gen_gc(lua_State *L) {
 }
 
 static int bind_gen_value(lua_State *L) {
-    void **map = luaL_checkudata(L, 1, BIND_GEN_MT);
+    kf_door in = kf_door_args(L, "generation:value");
+    void **map = kf_arg_object(&in, 1, "self", BIND_GEN_MT);
     /* Wraps past 2^53 on LuaJIT only after that many writes: never. */
     kf_pushint(L, *map ? kf_store_generation(*map) : 0);
     return 1;
 }
 
 static int bind_gen_bump(lua_State *L) {
-    void **map = luaL_checkudata(L, 1, BIND_GEN_MT);
+    kf_door in = kf_door_args(L, "generation:bump");
+    void **map = kf_arg_object(&in, 1, "self", BIND_GEN_MT);
     if (*map) kf_store_generation_bump(*map);
     return 0;
 }
@@ -494,10 +428,11 @@ static int bind_gen_read(lua_State *L) {
 /* store_generation(path) --> counter, read | nil, message
  * counter:bump() after a write; read() --> the current value. */
 static int bind_store_generation(lua_State *L) {
-    const char *path = luaL_checkstring(L, 1);
+    kf_door in = kf_door_args(L, "store_generation");
+    const char *path = kf_arg_text(&in, 1, "path", KF_ANY_LENGTH);
     void **map = kf_newuserdata(L, sizeof *map);
     *map = kf_store_generation_map(path);
-    if (!*map) return bind_fail(L, "cannot map the store's lock file", errno);
+    if (!*map) return kf_fail(L, "cannot map the store's lock file", errno);
     luaL_getmetatable(L, BIND_GEN_MT);
     lua_setmetatable(L, -2);
     lua_pushvalue(L, -1);
@@ -508,20 +443,23 @@ static int bind_store_generation(lua_State *L) {
 /* ---- callers' passwords ---- */
 
 static int bind_password_hash(lua_State *L) {
+    kf_door in = kf_door_args(L, "password_hash");
     size_t len;
-    const char *pw = luaL_checklstring(L, 1, &len);
-    long iterations = (long)luaL_optinteger(L, 2, KF_PASSWORD_ITERATIONS);
+    const char *pw = kf_arg_bytes(&in, 1, "password", &len);
+    long iterations = (long)kf_arg_int(&in, 2, "iterations", KF_PASSWORD_MIN_ITERATIONS,
+                                       KF_PASSWORD_MAX_ITERATIONS, KF_PASSWORD_ITERATIONS);
     char out[KF_PASSWORD_HASH_SIZE];
     if (kf_password_hash(pw, len, iterations, out, sizeof out) != 0)
-        return luaL_error(L, "kfsmtp.core: password hashing failed (iterations 1000..10000000)");
+        return luaL_error(L, "kfsmtp.core.password_hash: hashing failed");
     lua_pushstring(L, out);
     return 1;
 }
 
 static int bind_password_verify(lua_State *L) {
+    kf_door in = kf_door_args(L, "password_verify");
     size_t len;
-    const char *pw = luaL_checklstring(L, 1, &len);
-    int rc = kf_password_verify(pw, len, luaL_checkstring(L, 2));
+    const char *pw = kf_arg_bytes(&in, 1, "password", &len);
+    int rc = kf_password_verify(pw, len, kf_arg_text(&in, 2, "hash", KF_ANY_LENGTH));
     if (rc < 0) {
         lua_pushnil(L);
         lua_pushliteral(L, "malformed password hash");
@@ -535,7 +473,7 @@ static int bind_password_verify(lua_State *L) {
 
 static int bind_hostname(lua_State *L) {
     char name[256];
-    if (gethostname(name, sizeof name) != 0) return bind_fail(L, "gethostname", errno);
+    if (gethostname(name, sizeof name) != 0) return kf_fail(L, "gethostname", errno);
     name[sizeof name - 1] = '\0';
     lua_pushstring(L, name);
     return 1;

@@ -9,6 +9,9 @@
 #include "buffer.h"
 #include "vocab.h"
 
+/* 9999-12-31T23:59:59Z: the Date header has a four-digit year. */
+#define KF_MESSAGE_MAX_TIME 253402300799LL
+
 typedef struct kf_message_in {
     const char *sender_name;    /* may be "" */
     const char *sender_account; /* validated mailbox */

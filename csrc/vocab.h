@@ -24,6 +24,7 @@
     X(CONNECT, "connect") X(TLS, "tls") X(AUTH, "auth") X(RCPT, "rcpt")
 
 #define KF_DEFAULT_PORT 25
+#define KF_MAX_PORT 65535
 /* UseSSL on this port means TLS from the first byte; elsewhere STARTTLS. */
 #define KF_IMPLICIT_TLS_PORT 465
 #define KF_DEFAULT_CONNECT_TIMEOUT_MS 10000

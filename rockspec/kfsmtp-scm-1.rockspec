@@ -26,7 +26,7 @@ build = {
     ["kfsmtp.errors"] = "lua/kfsmtp/errors.lua",
     ["kfsmtp.json"] = "lua/kfsmtp/json.lua",
     ["kfsmtp.core"] = {
-      sources = { "csrc/binding.c", "csrc/buffer.c", "csrc/delivery.c", "csrc/message.c", "csrc/password.c",
+      sources = { "csrc/binding.c", "csrc/buffer.c", "csrc/delivery.c", "csrc/luafield.c", "csrc/message.c", "csrc/password.c",
         "csrc/store.c", "csrc/tls.c", "csrc/token.c", "csrc/validate.c", "csrc/vocab.c" },
       defines = { "_GNU_SOURCE" },
       incdirs = { "$(CURL_INCDIR)", "$(OPENSSL_INCDIR)" },
