@@ -1,10 +1,13 @@
 /* Composition of the test message: RFC 5322 headers (RFC 2047 encoded words
- * for non-ASCII display names, Q encoding so no base64 is written here) and
- * a short body naming the settings under test. Inputs were validated before
- * they get here; this file still never emits CR or LF from field values. */
+ * for non-ASCII display names, Q encoding so no base64 is written here), a
+ * short body naming the settings under test, and the Message-ID's random
+ * part. Inputs were validated before they get here; this file still never
+ * emits CR or LF from field values. */
 #include <stdio.h>
 #include <string.h>
+#include <sys/random.h>
 #include <time.h>
+#include <unistd.h>
 
 #include "message.h"
 
@@ -116,6 +119,26 @@ static int msg_has_8bit(const char *s) {
     for (; *s; s++)
         if ((unsigned char)*s >= 0x80) return 1;
     return 0;
+}
+
+void kf_message_unique(char *out, size_t size) {
+    static const char hex[] = "0123456789abcdef";
+    unsigned char raw[12];
+    char text[sizeof raw * 2 + 1];
+    struct timespec ts;
+    size_t i;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    if (getrandom(raw, sizeof raw, 0) != (ssize_t)sizeof raw) {
+        /* Uniqueness, not secrecy, is what a Message-ID needs. */
+        for (i = 0; i < sizeof raw; i++)
+            raw[i] = (unsigned char)((ts.tv_nsec >> (i % 4 * 8)) ^ (getpid() >> (i % 2 * 8)) ^ i);
+    }
+    for (i = 0; i < sizeof raw; i++) {
+        text[i * 2] = hex[raw[i] >> 4];
+        text[i * 2 + 1] = hex[raw[i] & 15];
+    }
+    text[sizeof raw * 2] = '\0';
+    snprintf(out, size, "%lld.%s", (long long)ts.tv_sec, text);
 }
 
 int kf_compose(const kf_message_in *in, kf_buf *out, char *message_id,

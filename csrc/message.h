@@ -12,6 +12,9 @@
 /* 9999-12-31T23:59:59Z: the Date header has a four-digit year. */
 #define KF_MESSAGE_MAX_TIME 253402300799LL
 
+/* Room for kf_message_unique's text: seconds, a dot, 24 hex digits. */
+#define KF_MESSAGE_UNIQUE_SIZE 48
+
 typedef struct kf_message_in {
     const char *sender_name;    /* may be "" */
     const char *sender_account; /* validated mailbox */
@@ -29,5 +32,7 @@ typedef struct kf_message_in {
 KF_HIDDEN int kf_compose(const kf_message_in *in, kf_buf *out,
                          char *message_id, size_t message_id_size);
 KF_HIDDEN void kf_encode_display_name(kf_buf *out, const char *name);
+/* Writes the unique part of a Message-ID: the time and 96 random bits. */
+KF_HIDDEN void kf_message_unique(char *out, size_t size);
 
 #endif
