@@ -63,7 +63,7 @@ static void msg_q_append(kf_buf *out, unsigned char c) {
     kf_buf_append(out, enc, 3);
 }
 
-void kf_encode_display_name(kf_buf *out, const char *name) {
+static void msg_encode_display_name(kf_buf *out, const char *name) {
     const unsigned char *p = (const unsigned char *)name;
     size_t budget = MSG_ENCODED_WORD_MAX - strlen(MSG_Q_PREFIX) - strlen(MSG_Q_SUFFIX);
     size_t used = 0;
@@ -153,7 +153,7 @@ int kf_compose(const kf_message_in *in, kf_buf *out, char *message_id,
     msg_date(out, in->now);
     kf_buf_puts(out, "From: ");
     if (in->sender_name[0]) {
-        kf_encode_display_name(out, in->sender_name);
+        msg_encode_display_name(out, in->sender_name);
         kf_buf_printf(out, " <%s>\r\n", in->sender_account);
     } else {
         kf_buf_printf(out, "%s\r\n", in->sender_account);

@@ -31,7 +31,6 @@ typedef struct kf_message_in {
  * when out ran out of memory. */
 KF_HIDDEN int kf_compose(const kf_message_in *in, kf_buf *out,
                          char *message_id, size_t message_id_size);
-KF_HIDDEN void kf_encode_display_name(kf_buf *out, const char *name);
 /* Writes the unique part of a Message-ID: the time and 96 random bits. */
 KF_HIDDEN void kf_message_unique(char *out, size_t size);
 
