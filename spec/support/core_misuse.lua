@@ -63,7 +63,7 @@ function M.calls(core, ctx)
   local closed = "127.0.0.1"
   local endpoint = ("http://%s:%d/"):format(closed, ctx.closed)
   return {
-    { fn = "compose", table = true,
+    { fn = "compose",
       base = { sender_name = "Zertifikatsstelle", sender_account = "kf@example.com",
         recipient = "ops@example.com", host = "mail.example.com", port = 587, tls_mode = "starttls",
         now = 1795506760 },
@@ -74,7 +74,7 @@ function M.calls(core, ctx)
       } },
     -- A closed port and quit_after = "connect": whatever is taken, nothing
     -- is delivered anywhere.
-    { fn = "deliver", table = true,
+    { fn = "deliver",
       base = { host = closed, port = ctx.closed, tls_mode = "none", username = "u", password = "p",
         bearer = "token", mail_from = "<kf@example.com>", rcpt_to = "<ops@example.com>",
         message = "Subject: x\r\n\r\nx\r\n", helo = "localhost", ca_file = dir .. "/ca.pem",
@@ -89,7 +89,7 @@ function M.calls(core, ctx)
         { "connect_timeout_ms", TIMEOUT }, { "timeout_ms", TIMEOUT }, { "transcript", bool },
         { "quit_after", choice(core.QUIT_STAGES, true) },
       } },
-    { fn = "fetch_token", table = true,
+    { fn = "fetch_token",
       base = { endpoint = endpoint .. "token", client_id = "id",
         client_secret = "secret", scope = "smtp", audience = "aud", ca_file = dir .. "/ca.pem",
         tls_verify = true, connect_timeout_ms = 300, timeout_ms = 1000 },
@@ -122,10 +122,12 @@ function M.calls(core, ctx)
   }
 end
 
-local function copy(t)
-  local c = {}
-  for k, v in pairs(t) do c[k] = v end
-  return c
+-- base (a table of fields, or the array of arguments) with key set to value
+local function with(base, key, value)
+  local t = {}
+  for k, v in pairs(base) do t[k] = v end
+  t[key] = value
+  return t
 end
 
 -- each(core, ctx, visit): visit(case) for every misuse and every taken
@@ -144,28 +146,21 @@ function M.each(core, ctx, visit)
         return ok, r
       end }
     end
-    if c.table then
+    if c.fields then
       for _, v in ipairs(M.VALUES) do
         -- (a table in its place is one whose fields are all missing)
         if type(v[2]) ~= "table" then case("#1", v[1] .. " instead of the table", true, v[2]) end
       end
-      for _, field in ipairs(c.fields) do
-        local key, takes, under = field[1], field[2], field[3]
-        for _, v in ipairs(M.VALUES) do
-          local t, value = copy(c.base), v[2]
-          if under and type(value) == "string" then value = under .. value end
-          t[key] = value
-          case(key, v[1], not takes(value), t)
-        end
-      end
-    else
-      for i, arg in ipairs(c.args) do
-        local name, takes, under = arg[1], arg[2], arg[3]
-        for _, v in ipairs(M.VALUES) do
-          local args, value = copy(c.base), v[2]
-          if under and type(value) == "string" then value = under .. value end
-          args[i] = value
-          case(name, v[1], not takes(value), unpack(args, 1, #c.base))
+    end
+    for i, place in ipairs(c.fields or c.args) do
+      local key, takes, under = place[1], place[2], place[3]
+      for _, v in ipairs(M.VALUES) do
+        local value = v[2]
+        if under and type(value) == "string" then value = under .. value end
+        if c.fields then
+          case(key, v[1], not takes(value), with(c.base, key, value))
+        else
+          case(key, v[1], not takes(value), unpack(with(c.base, i, value), 1, #c.base))
         end
       end
     end
