@@ -275,9 +275,14 @@ int kf_delivery_run(kf_delivery *d, const kf_delivery_req *req) {
      * connection closes with the copy instead of staying on the kept one.
      * Without the copy the probe would deliver: then nothing runs. */
     if (o.code == CURLE_OK && connect_only) {
-        if (!(h = curl_easy_duphandle(c))) h = c, rc = -1;
-        else kf_curlopt_note(&o, curl_easy_setopt(h, CURLOPT_CONNECT_ONLY, 1L),
-                             "CURLOPT_CONNECT_ONLY");
+        h = curl_easy_duphandle(c);
+        if (!h) {
+            h = c;
+            rc = -1;
+        } else {
+            kf_curlopt_note(&o, curl_easy_setopt(h, CURLOPT_CONNECT_ONLY, 1L),
+                            "CURLOPT_CONNECT_ONLY");
+        }
     }
     if (o.code == CURLE_OK && rc == 0) {
         d->t_start = dlv_now_ms();

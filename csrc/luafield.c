@@ -13,23 +13,15 @@
 
 #define DOOR_BUF_MT "kfsmtp.buf"
 
-/* ", not a TYPE" for the value at idx, or ", not nil". */
-static const char *door_got(lua_State *L, int idx) {
+static int door_absent(lua_State *L, int idx) {
     int t = lua_type(L, idx);
-    if (t == LUA_TNIL || t == LUA_TNONE) return ", not nil";
-    return lua_pushfstring(L, ", not a %s", lua_typename(L, t));
+    return t == LUA_TNIL || t == LUA_TNONE;
 }
 
-kf_door kf_door_fields(lua_State *L, const char *fn, int nfields) {
-    kf_door d;
-    d.L = L;
-    d.fn = fn;
-    d.table = 1;
-    if (lua_type(L, 1) != LUA_TTABLE)
-        luaL_error(L, "kfsmtp.core.%s: argument #1 must be a table of fields%s", fn,
-                   door_got(L, 1));
-    luaL_checkstack(L, nfields, "kfsmtp.core: too many fields");
-    return d;
+/* ", not a TYPE" for the value at idx, or ", not nil". */
+static const char *door_got(lua_State *L, int idx) {
+    if (door_absent(L, idx)) return ", not nil";
+    return lua_pushfstring(L, ", not a %s", luaL_typename(L, idx));
 }
 
 kf_door kf_door_args(lua_State *L, const char *fn) {
@@ -37,6 +29,16 @@ kf_door kf_door_args(lua_State *L, const char *fn) {
     d.L = L;
     d.fn = fn;
     d.table = 0;
+    return d;
+}
+
+kf_door kf_door_fields(lua_State *L, const char *fn, int nfields) {
+    kf_door d = kf_door_args(L, fn);
+    if (lua_type(L, 1) != LUA_TTABLE)
+        luaL_error(L, "kfsmtp.core.%s: argument #1 must be a table of fields%s", fn,
+                   door_got(L, 1));
+    luaL_checkstack(L, nfields, "kfsmtp.core: too many fields");
+    d.table = 1;
     return d;
 }
 
@@ -49,11 +51,6 @@ static int door_raise(const kf_door *d, const char *key, int arg, const char *mu
         return luaL_error(L, "kfsmtp.core.%s: argument #%d '%s' must be %s%s", d->fn, arg, key,
                           must, got);
     return luaL_error(L, "kfsmtp.core.%s: field '%s' must be %s%s", d->fn, key, must, got);
-}
-
-static int door_absent(lua_State *L, int idx) {
-    int t = lua_type(L, idx);
-    return t == LUA_TNIL || t == LUA_TNONE;
 }
 
 static const char *door_string(const kf_door *d, const char *key, int arg, int idx, int opt,
