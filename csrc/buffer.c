@@ -6,7 +6,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "kfsmtp.h"
+#include "buffer.h"
 
 void kf_buf_append(kf_buf *b, const char *s, size_t n) {
     if (b->oom) return;
@@ -45,6 +45,17 @@ void kf_buf_printf(kf_buf *b, const char *fmt, ...) {
         kf_buf_append(b, big, (size_t)n);
         free(big);
     }
+}
+
+void kf_buf_line(kf_buf *b, const char *s, size_t n) {
+    if (b->len) kf_buf_append(b, "\n", 1);
+    kf_buf_append(b, s, n);
+}
+
+void kf_buf_clear(kf_buf *b) {
+    b->len = 0;
+    b->oom = 0;
+    if (b->data) b->data[0] = '\0';
 }
 
 void kf_buf_reserve(kf_buf *b, size_t n) {

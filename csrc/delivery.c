@@ -3,21 +3,11 @@
  * callback (stage reached, replies, redacted transcript, per-stage timing,
  * TLS facts) and classifies where a failure happened. Callbacks only write
  * into C buffers: nothing here can raise a Lua error inside libcurl. */
-#include <arpa/inet.h>
 #include <stdio.h>
 #include <string.h>
 #include <time.h>
 
-#include <openssl/ssl.h>
-#include <openssl/x509v3.h>
-
 #include "delivery.h"
-
-#define DLV_STAGE_NAME(name, text) text,
-static const char *const dlv_stage_names[] = {KF_STAGE_LIST(DLV_STAGE_NAME)};
-#undef DLV_STAGE_NAME
-
-const char *kf_stage_name(enum kf_stage s) { return dlv_stage_names[s]; }
 
 static double dlv_now_ms(void) {
     struct timespec ts;
@@ -26,14 +16,10 @@ static double dlv_now_ms(void) {
 }
 
 static void dlv_reset(kf_delivery *d) {
-    kf_buf *bufs[] = {&d->transcript, &d->greeting, &d->reply, &d->final_reply,
-                      &d->ehlo, &d->tls.subject, &d->tls.issuer, &d->tls.names};
+    kf_buf *bufs[] = {&d->transcript, &d->greeting, &d->reply, &d->final_reply, &d->ehlo};
     size_t i;
-    for (i = 0; i < sizeof bufs / sizeof bufs[0]; i++) {
-        bufs[i]->len = 0;
-        bufs[i]->oom = 0;
-        if (bufs[i]->data) bufs[i]->data[0] = '\0';
-    }
+    for (i = 0; i < sizeof bufs / sizeof bufs[0]; i++) kf_buf_clear(bufs[i]);
+    kf_tls_reset(&d->tls);
     d->errbuf[0] = '\0';
     d->code = CURLE_OK;
     d->stage = KF_STAGE_GREETING;
@@ -45,9 +31,6 @@ static void dlv_reset(kf_delivery *d) {
     d->auth_mechanism[0] = '\0';
     d->t_starttls = d->t_tls_done = d->t_auth = d->t_mail = d->t_final = 0;
     d->connect_us = d->appconnect_us = d->total_us = d->os_errno = 0;
-    d->tls.captured = 0;
-    d->tls.version[0] = d->tls.not_after[0] = d->tls.sha256[0] = '\0';
-    d->tls.verify_result = -1;
     d->msg_pos = 0;
 }
 
@@ -58,88 +41,12 @@ int kf_delivery_init(kf_delivery *d) {
 }
 
 void kf_delivery_close(kf_delivery *d) {
-    kf_buf *bufs[] = {&d->transcript, &d->greeting, &d->reply, &d->final_reply,
-                      &d->ehlo, &d->tls.subject, &d->tls.issuer, &d->tls.names};
+    kf_buf *bufs[] = {&d->transcript, &d->greeting, &d->reply, &d->final_reply, &d->ehlo};
     size_t i;
     if (d->curl) curl_easy_cleanup(d->curl);
-    if (d->token_curl) curl_easy_cleanup(d->token_curl);
-    d->curl = d->token_curl = NULL;
+    d->curl = NULL;
     for (i = 0; i < sizeof bufs / sizeof bufs[0]; i++) kf_buf_free(bufs[i]);
-}
-
-static void dlv_line(kf_buf *b, const char *s, size_t n) {
-    if (b->len) kf_buf_append(b, "\n", 1);
-    kf_buf_append(b, s, n);
-}
-
-static void dlv_bio_to_buf(BIO *bio, kf_buf *out) {
-    char *p;
-    long n = BIO_get_mem_data(bio, &p);
-    if (n > 0) kf_buf_append(out, p, (size_t)n);
-}
-
-static void dlv_capture_cert(kf_delivery *d, X509 *cert) {
-    BIO *bio;
-    GENERAL_NAMES *names;
-    const ASN1_TIME *not_after;
-    struct tm tm;
-    unsigned char md[EVP_MAX_MD_SIZE];
-    unsigned int md_len = 0, i;
-
-    if ((bio = BIO_new(BIO_s_mem()))) {
-        X509_NAME_print_ex(bio, X509_get_subject_name(cert), 0, XN_FLAG_RFC2253);
-        dlv_bio_to_buf(bio, &d->tls.subject);
-        BIO_free(bio);
-    }
-    if ((bio = BIO_new(BIO_s_mem()))) {
-        X509_NAME_print_ex(bio, X509_get_issuer_name(cert), 0, XN_FLAG_RFC2253);
-        dlv_bio_to_buf(bio, &d->tls.issuer);
-        BIO_free(bio);
-    }
-    names = X509_get_ext_d2i(cert, NID_subject_alt_name, NULL, NULL);
-    if (names) {
-        int k, count = sk_GENERAL_NAME_num(names);
-        for (k = 0; k < count; k++) {
-            const GENERAL_NAME *gn = sk_GENERAL_NAME_value(names, k);
-            if (gn->type == GEN_DNS) {
-                const unsigned char *s = ASN1_STRING_get0_data(gn->d.dNSName);
-                dlv_line(&d->tls.names, (const char *)s,
-                         (size_t)ASN1_STRING_length(gn->d.dNSName));
-            } else if (gn->type == GEN_IPADD) {
-                char text[INET6_ADDRSTRLEN];
-                int len = ASN1_STRING_length(gn->d.iPAddress);
-                const unsigned char *s = ASN1_STRING_get0_data(gn->d.iPAddress);
-                if ((len == 4 && inet_ntop(AF_INET, s, text, sizeof text)) ||
-                    (len == 16 && inet_ntop(AF_INET6, s, text, sizeof text)))
-                    dlv_line(&d->tls.names, text, strlen(text));
-            }
-        }
-        GENERAL_NAMES_free(names);
-    }
-    not_after = X509_get0_notAfter(cert);
-    if (not_after && ASN1_TIME_to_tm(not_after, &tm) == 1)
-        strftime(d->tls.not_after, sizeof d->tls.not_after, "%Y-%m-%dT%H:%M:%SZ", &tm);
-    if (X509_digest(cert, EVP_sha256(), md, &md_len) == 1)
-        for (i = 0; i < md_len && i * 2 + 2 < sizeof d->tls.sha256; i++)
-            snprintf(d->tls.sha256 + i * 2, 3, "%02x", md[i]);
-}
-
-/* The SSL object exists only while the connection lives, so the facts are
- * read during the dialog, at the first line exchanged over TLS. */
-static void dlv_capture_tls(kf_delivery *d, CURL *h) {
-    struct curl_tlssessioninfo *info = NULL;
-    SSL *ssl;
-    X509 *cert;
-    if (d->tls.captured) return;
-    if (curl_easy_getinfo(h, CURLINFO_TLS_SSL_PTR, &info) != CURLE_OK ||
-        !info || info->backend != CURLSSLBACKEND_OPENSSL || !info->internals)
-        return;
-    ssl = info->internals;
-    if (!SSL_is_init_finished(ssl)) return;
-    d->tls.captured = 1;
-    snprintf(d->tls.version, sizeof d->tls.version, "%s", SSL_get_version(ssl));
-    d->tls.verify_result = SSL_get_verify_result(ssl);
-    if ((cert = SSL_get0_peer_certificate(ssl))) dlv_capture_cert(d, cert);
+    kf_tls_free(&d->tls);
 }
 
 static int dlv_verb_is(const char *line, size_t n, const char *verb) {
@@ -163,13 +70,11 @@ static void dlv_client_line(kf_delivery *d, const char *line, size_t n) {
         return;
     }
     d->commands_sent++;
-    d->reply.len = 0;
-    if (d->reply.data) d->reply.data[0] = '\0';
+    kf_buf_clear(&d->reply);
     if (dlv_verb_is(line, n, "EHLO") || dlv_verb_is(line, n, "HELO")) {
         if (d->stage == KF_STAGE_TLS && d->t_starttls > 0) d->t_tls_done = now;
         d->stage = KF_STAGE_EHLO;
-        d->ehlo.len = 0;
-        if (d->ehlo.data) d->ehlo.data[0] = '\0';
+        kf_buf_clear(&d->ehlo);
     } else if (dlv_verb_is(line, n, "STARTTLS")) {
         d->stage = KF_STAGE_TLS;
         d->t_starttls = now;
@@ -212,8 +117,7 @@ static void dlv_server_line(kf_delivery *d, const char *line, size_t n) {
         /* The first line after the message body answers the body, not
          * DATA: the reply starts afresh as it does after a command. */
         d->body_noted = 1;
-        d->reply.len = 0;
-        if (d->reply.data) d->reply.data[0] = '\0';
+        kf_buf_clear(&d->reply);
         if (d->transcript_on)
             kf_buf_printf(&d->transcript, "%sC: [message, %d bytes, then .]",
                           d->transcript.len ? "\n" : "", d->body_bytes);
@@ -223,9 +127,9 @@ static void dlv_server_line(kf_delivery *d, const char *line, size_t n) {
         kf_buf_append(&d->transcript, line, n);
     }
     if (d->quit_sent) return;
-    dlv_line(&d->reply, line, n);
-    if (d->commands_sent == 0) dlv_line(&d->greeting, line, n);
-    else if (d->stage == KF_STAGE_EHLO) dlv_line(&d->ehlo, line, n);
+    kf_buf_line(&d->reply, line, n);
+    if (d->commands_sent == 0) kf_buf_line(&d->greeting, line, n);
+    else if (d->stage == KF_STAGE_EHLO) kf_buf_line(&d->ehlo, line, n);
     if (d->body_bytes && d->final_reply.len == 0 && (n < 4 || line[3] != '-')) {
         kf_buf_append(&d->final_reply, line, n);
         d->t_final = dlv_now_ms();
@@ -251,11 +155,11 @@ static int dlv_debug(CURL *h, curl_infotype type, char *data, size_t size,
     kf_delivery *d = userp;
     switch (type) {
     case CURLINFO_HEADER_OUT:
-        dlv_capture_tls(d, h);
+        kf_tls_capture(&d->tls, h);
         dlv_each_line(d, data, size, dlv_client_line);
         break;
     case CURLINFO_HEADER_IN:
-        dlv_capture_tls(d, h);
+        kf_tls_capture(&d->tls, h);
         dlv_each_line(d, data, size, dlv_server_line);
         break;
     case CURLINFO_DATA_OUT:
@@ -299,7 +203,7 @@ static int dlv_url(kf_buf *url, const kf_delivery_req *req) {
     int bracket = req->host[0] != '[' && strchr(req->host, ':') != NULL;
     const char *p;
     kf_buf_printf(url, "%s://%s%s%s:%ld/",
-                  strcmp(req->tls_mode, "implicit") == 0 ? "smtps" : "smtp",
+                  req->tls_mode == KF_TLS_IMPLICIT ? "smtps" : "smtp",
                   bracket ? "[" : "", req->host, bracket ? "]" : "", req->port);
     /* The path is the EHLO name; validated names need escaping only for
      * the characters a URL path treats specially. */
@@ -310,25 +214,15 @@ static int dlv_url(kf_buf *url, const kf_delivery_req *req) {
     return url->oom ? -1 : 0;
 }
 
-void kf_curl_verify_options(CURL *c, const char *ca_file, int tls_verify) {
-    const curl_version_info_data *ver = curl_version_info(CURLVERSION_NOW);
-    curl_easy_setopt(c, CURLOPT_SSL_VERIFYPEER, tls_verify ? 1L : 0L);
-    curl_easy_setopt(c, CURLOPT_SSL_VERIFYHOST, tls_verify ? 2L : 0L);
-    curl_easy_setopt(c, CURLOPT_CAINFO, ca_file ? ca_file : ver->cainfo);
-    /* With a CA path set libcurl re-reads the store on every connection;
-     * a bundle file alone is parsed once and cached on this handle. */
-    curl_easy_setopt(c, CURLOPT_CAPATH, NULL);
-    curl_easy_setopt(c, CURLOPT_CA_CACHE_TIMEOUT, 86400L);
-}
-
 int kf_delivery_run(kf_delivery *d, const kf_delivery_req *req) {
-    CURL *c = d->curl;
+    CURL *c = d->curl, *h = c;
+    kf_curlopt o = {c, CURLE_OK, NULL};
     kf_buf url = {0};
     struct curl_slist *rcpt = NULL;
-    int implicit = strcmp(req->tls_mode, "implicit") == 0;
-    int starttls = strcmp(req->tls_mode, "starttls") == 0;
+    int implicit = req->tls_mode == KF_TLS_IMPLICIT;
+    int starttls = req->tls_mode == KF_TLS_STARTTLS;
+    int rc = 0;
     curl_off_t t;
-    CURL *h;
     int connect_only = req->quit_after == KF_QUIT_CONNECT || req->quit_after == KF_QUIT_TLS ||
                        req->quit_after == KF_QUIT_AUTH;
 
@@ -345,80 +239,84 @@ int kf_delivery_run(kf_delivery *d, const kf_delivery_req *req) {
 
     /* Every option is set on every run, so nothing leaks from one test into
      * the next while the handle (and libcurl's CA cache) is kept. */
-    curl_easy_setopt(c, CURLOPT_URL, url.data);
-    curl_easy_setopt(c, CURLOPT_PROTOCOLS_STR, "smtp,smtps");
-    curl_easy_setopt(c, CURLOPT_NOSIGNAL, 1L);
-    curl_easy_setopt(c, CURLOPT_CONNECTTIMEOUT_MS, req->connect_timeout_ms);
-    curl_easy_setopt(c, CURLOPT_TIMEOUT_MS, req->timeout_ms);
+    KF_SETOPT(&o, CURLOPT_URL, url.data);
+    KF_SETOPT(&o, CURLOPT_PROTOCOLS_STR, "smtp,smtps");
+    KF_SETOPT(&o, CURLOPT_NOSIGNAL, 1L);
+    KF_SETOPT(&o, CURLOPT_CONNECTTIMEOUT_MS, req->connect_timeout_ms);
+    KF_SETOPT(&o, CURLOPT_TIMEOUT_MS, req->timeout_ms);
     /* A test must test: a new connection and a full handshake every time. */
-    curl_easy_setopt(c, CURLOPT_FRESH_CONNECT, 1L);
-    curl_easy_setopt(c, CURLOPT_FORBID_REUSE, 1L);
-    curl_easy_setopt(c, CURLOPT_SSL_SESSIONID_CACHE, 0L);
-    curl_easy_setopt(c, CURLOPT_USE_SSL,
-                     (long)((starttls && req->quit_after != KF_QUIT_CONNECT) || implicit
-                                ? CURLUSESSL_ALL : CURLUSESSL_NONE));
-    kf_curl_verify_options(c, req->ca_file, req->tls_verify);
-    curl_easy_setopt(c, CURLOPT_PINNEDPUBLICKEY, req->pinned_pubkey);
-    curl_easy_setopt(c, CURLOPT_USERNAME, d->credentials ? req->username : NULL);
-    curl_easy_setopt(c, CURLOPT_PASSWORD, d->credentials ? req->password : NULL);
-    curl_easy_setopt(c, CURLOPT_XOAUTH2_BEARER, d->credentials ? req->bearer : NULL);
+    KF_SETOPT(&o, CURLOPT_FRESH_CONNECT, 1L);
+    KF_SETOPT(&o, CURLOPT_FORBID_REUSE, 1L);
+    KF_SETOPT(&o, CURLOPT_SSL_SESSIONID_CACHE, 0L);
+    KF_SETOPT(&o, CURLOPT_USE_SSL,
+              (long)((starttls && req->quit_after != KF_QUIT_CONNECT) || implicit
+                         ? CURLUSESSL_ALL : CURLUSESSL_NONE));
+    kf_curl_verify_options(&o, req->ca_file, req->tls_verify);
+    KF_SETOPT(&o, CURLOPT_PINNEDPUBLICKEY, req->pinned_pubkey);
+    KF_SETOPT(&o, CURLOPT_USERNAME, d->credentials ? req->username : NULL);
+    KF_SETOPT(&o, CURLOPT_PASSWORD, d->credentials ? req->password : NULL);
+    KF_SETOPT(&o, CURLOPT_XOAUTH2_BEARER, d->credentials ? req->bearer : NULL);
     /* With a token, only the OAuth mechanisms: never a password mechanism
      * with an empty password. */
-    curl_easy_setopt(c, CURLOPT_LOGIN_OPTIONS,
-                     d->credentials && req->bearer ? "AUTH=OAUTHBEARER;AUTH=XOAUTH2" : NULL);
-    curl_easy_setopt(c, CURLOPT_MAIL_FROM, req->mail_from);
-    curl_easy_setopt(c, CURLOPT_MAIL_RCPT, rcpt);
-    curl_easy_setopt(c, CURLOPT_UPLOAD, 1L);
-    curl_easy_setopt(c, CURLOPT_READFUNCTION, dlv_read);
-    curl_easy_setopt(c, CURLOPT_READDATA, d);
-    curl_easy_setopt(c, CURLOPT_VERBOSE, 1L);
-    curl_easy_setopt(c, CURLOPT_DEBUGFUNCTION, dlv_debug);
-    curl_easy_setopt(c, CURLOPT_DEBUGDATA, d);
-    curl_easy_setopt(c, CURLOPT_ERRORBUFFER, d->errbuf);
+    KF_SETOPT(&o, CURLOPT_LOGIN_OPTIONS,
+              d->credentials && req->bearer ? "AUTH=OAUTHBEARER;AUTH=XOAUTH2" : NULL);
+    KF_SETOPT(&o, CURLOPT_MAIL_FROM, req->mail_from);
+    KF_SETOPT(&o, CURLOPT_MAIL_RCPT, rcpt);
+    KF_SETOPT(&o, CURLOPT_UPLOAD, 1L);
+    KF_SETOPT(&o, CURLOPT_READFUNCTION, dlv_read);
+    KF_SETOPT(&o, CURLOPT_READDATA, d);
+    KF_SETOPT(&o, CURLOPT_VERBOSE, 1L);
+    KF_SETOPT(&o, CURLOPT_DEBUGFUNCTION, dlv_debug);
+    KF_SETOPT(&o, CURLOPT_DEBUGDATA, d);
+    KF_SETOPT(&o, CURLOPT_ERRORBUFFER, d->errbuf);
 
     /* A probe that stops inside libcurl's connect phase (greeting, TLS,
      * EHLO, AUTH) runs CONNECT_ONLY on a copy of the handle, so that its
-     * connection closes with the copy instead of staying on the kept one. */
-    h = c;
-    if (connect_only) {
+     * connection closes with the copy instead of staying on the kept one.
+     * Without the copy the probe would deliver: then nothing runs. */
+    if (o.code == CURLE_OK && connect_only) {
         h = curl_easy_duphandle(c);
-        if (!h) h = c, connect_only = 0;
-        else curl_easy_setopt(h, CURLOPT_CONNECT_ONLY, 1L);
+        if (!h) {
+            h = c;
+            rc = -1;
+        } else {
+            kf_curlopt_note(&o, curl_easy_setopt(h, CURLOPT_CONNECT_ONLY, 1L),
+                            "CURLOPT_CONNECT_ONLY");
+        }
     }
-    d->t_start = dlv_now_ms();
-    d->code = curl_easy_perform(h);
-    if (d->code == CURLE_ABORTED_BY_CALLBACK && d->quit_done) d->code = CURLE_OK;
-
-    if (curl_easy_getinfo(h, CURLINFO_CONNECT_TIME_T, &t) == CURLE_OK) d->connect_us = (long)t;
-    if (curl_easy_getinfo(h, CURLINFO_APPCONNECT_TIME_T, &t) == CURLE_OK) d->appconnect_us = (long)t;
-    if (curl_easy_getinfo(h, CURLINFO_TOTAL_TIME_T, &t) == CURLE_OK) d->total_us = (long)t;
-    if (curl_easy_getinfo(h, CURLINFO_OS_ERRNO, &d->os_errno) != CURLE_OK) d->os_errno = 0;
-    if (h != c) {
-        size_t sent;
-        if (d->code == CURLE_OK) {
+    if (o.code == CURLE_OK && rc == 0) {
+        d->t_start = dlv_now_ms();
+        d->code = curl_easy_perform(h);
+        if (d->code == CURLE_ABORTED_BY_CALLBACK && d->quit_done) d->code = CURLE_OK;
+        if (curl_easy_getinfo(h, CURLINFO_CONNECT_TIME_T, &t) == CURLE_OK) d->connect_us = (long)t;
+        if (curl_easy_getinfo(h, CURLINFO_APPCONNECT_TIME_T, &t) == CURLE_OK) d->appconnect_us = (long)t;
+        if (curl_easy_getinfo(h, CURLINFO_TOTAL_TIME_T, &t) == CURLE_OK) d->total_us = (long)t;
+        if (curl_easy_getinfo(h, CURLINFO_OS_ERRNO, &d->os_errno) != CURLE_OK) d->os_errno = 0;
+        if (h != c && d->code == CURLE_OK) {
             /* Say goodbye before the copy closes the connection. */
-            curl_easy_send(h, "QUIT\r\n", 6, &sent);
-            if (d->transcript_on)
+            size_t sent;
+            if (curl_easy_send(h, "QUIT\r\n", 6, &sent) == CURLE_OK && d->transcript_on)
                 kf_buf_puts(&d->transcript, d->transcript.len ? "\nC: QUIT" : "C: QUIT");
         }
-        curl_easy_cleanup(h);
     }
+    if (h != c) curl_easy_cleanup(h);
 
     /* Drop our pointers to the caller's strings and the secret. */
-    curl_easy_setopt(c, CURLOPT_PASSWORD, NULL);
-    curl_easy_setopt(c, CURLOPT_XOAUTH2_BEARER, NULL);
-    curl_easy_setopt(c, CURLOPT_USERNAME, NULL);
-    curl_easy_setopt(c, CURLOPT_MAIL_RCPT, NULL);
-    curl_easy_setopt(c, CURLOPT_ERRORBUFFER, NULL);
+    KF_SETOPT(&o, CURLOPT_PASSWORD, NULL);
+    KF_SETOPT(&o, CURLOPT_XOAUTH2_BEARER, NULL);
+    KF_SETOPT(&o, CURLOPT_USERNAME, NULL);
+    KF_SETOPT(&o, CURLOPT_MAIL_RCPT, NULL);
+    KF_SETOPT(&o, CURLOPT_ERRORBUFFER, NULL);
     curl_slist_free_all(rcpt);
     kf_buf_free(&url);
     d->msg = NULL;
-    return 0;
+    d->refused = o;
+    return o.code != CURLE_OK ? -2 : rc;
 }
 
 enum kf_stage kf_delivery_failed_stage(const kf_delivery *d,
                                        const kf_delivery_req *req) {
-    int implicit = strcmp(req->tls_mode, "implicit") == 0;
+    int implicit = req->tls_mode == KF_TLS_IMPLICIT;
     switch (d->code) {
     case CURLE_COULDNT_RESOLVE_HOST:
         return KF_STAGE_RESOLVE;

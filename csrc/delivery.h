@@ -6,15 +6,15 @@
 
 #include <curl/curl.h>
 
-#include "kfsmtp.h"
+#include "buffer.h"
+#include "curlopt.h"
+#include "tls.h"
 #include "vocab.h"
-
-KF_HIDDEN const char *kf_stage_name(enum kf_stage s);
 
 typedef struct kf_delivery_req {
     const char *host;
     long port;
-    const char *tls_mode; /* "none" | "starttls" | "implicit" */
+    enum kf_tls_mode tls_mode;
     const char *username, *password; /* NULL: anonymous */
     const char *bearer; /* OAuth access token: AUTH with OAUTHBEARER or XOAUTH2 */
     const char *mail_from, *rcpt_to;
@@ -29,18 +29,9 @@ typedef struct kf_delivery_req {
     enum kf_quit_after quit_after;
 } kf_delivery_req;
 
-typedef struct kf_tls_facts {
-    int captured;
-    char version[32];
-    long verify_result;
-    kf_buf subject, issuer, names; /* names: one per line */
-    char not_after[32];
-    char sha256[65];
-} kf_tls_facts;
-
 typedef struct kf_delivery {
     CURL *curl;
-    CURL *token_curl; /* for token requests, kept for its CA cache */
+    kf_curlopt refused; /* the option libcurl refused, after a run returned -2 */
     char errbuf[CURL_ERROR_SIZE];
     CURLcode code;
     /* What the dialog showed, reset for every delivery. */
@@ -61,15 +52,12 @@ typedef struct kf_delivery {
     size_t msg_len, msg_pos;
 } kf_delivery;
 
-/* The one place certificate checking is set up, for deliveries and token
- * requests alike: chain and host name verified unless tls_verify is 0,
- * against ca_file or the system bundle, parsed once per handle. */
-KF_HIDDEN void kf_curl_verify_options(CURL *c, const char *ca_file, int tls_verify);
-
 KF_HIDDEN int kf_delivery_init(kf_delivery *d);
 KF_HIDDEN void kf_delivery_close(kf_delivery *d);
 /* Runs one delivery. Returns 0 after any outcome (d->code tells which),
- * -1 when memory ran out before anything was sent. */
+ * -1 when memory ran out before anything was sent, -2 when libcurl refused
+ * an option (d->refused says which; nothing was sent if it was refused
+ * before the transfer). */
 KF_HIDDEN int kf_delivery_run(kf_delivery *d, const kf_delivery_req *req);
 /* The stage a failed delivery stopped at. */
 KF_HIDDEN enum kf_stage kf_delivery_failed_stage(const kf_delivery *d,

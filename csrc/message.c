@@ -1,12 +1,15 @@
 /* Composition of the test message: RFC 5322 headers (RFC 2047 encoded words
- * for non-ASCII display names, Q encoding so no base64 is written here) and
- * a short body naming the settings under test. Inputs were validated before
- * they get here; this file still never emits CR or LF from field values. */
+ * for non-ASCII display names, Q encoding so no base64 is written here), a
+ * short body naming the settings under test, and the Message-ID's random
+ * part. Inputs were validated before they get here; this file still never
+ * emits CR or LF from field values. */
 #include <stdio.h>
 #include <string.h>
+#include <sys/random.h>
 #include <time.h>
+#include <unistd.h>
 
-#include "kfsmtp.h"
+#include "message.h"
 
 /* RFC 2047 §2: an encoded word is at most 75 characters. */
 #define MSG_ENCODED_WORD_MAX 75
@@ -60,7 +63,7 @@ static void msg_q_append(kf_buf *out, unsigned char c) {
     kf_buf_append(out, enc, 3);
 }
 
-void kf_encode_display_name(kf_buf *out, const char *name) {
+static void msg_encode_display_name(kf_buf *out, const char *name) {
     const unsigned char *p = (const unsigned char *)name;
     size_t budget = MSG_ENCODED_WORD_MAX - strlen(MSG_Q_PREFIX) - strlen(MSG_Q_SUFFIX);
     size_t used = 0;
@@ -118,12 +121,31 @@ static int msg_has_8bit(const char *s) {
     return 0;
 }
 
+void kf_message_unique(char *out, size_t size) {
+    static const char hex[] = "0123456789abcdef";
+    unsigned char raw[12];
+    char text[sizeof raw * 2 + 1];
+    struct timespec ts;
+    size_t i;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    if (getrandom(raw, sizeof raw, 0) != (ssize_t)sizeof raw) {
+        /* Uniqueness, not secrecy, is what a Message-ID needs. */
+        for (i = 0; i < sizeof raw; i++)
+            raw[i] = (unsigned char)((ts.tv_nsec >> (i % 4 * 8)) ^ (getpid() >> (i % 2 * 8)) ^ i);
+    }
+    for (i = 0; i < sizeof raw; i++) {
+        text[i * 2] = hex[raw[i] >> 4];
+        text[i * 2 + 1] = hex[raw[i] & 15];
+    }
+    text[sizeof raw * 2] = '\0';
+    snprintf(out, size, "%lld.%s", (long long)ts.tv_sec, text);
+}
+
 int kf_compose(const kf_message_in *in, kf_buf *out, char *message_id,
                size_t message_id_size) {
-    const char *mode_words =
-        strcmp(in->tls_mode, "implicit") == 0 ? "implicit TLS"
-        : strcmp(in->tls_mode, "starttls") == 0 ? "STARTTLS"
-                                                : "no TLS";
+    const char *mode_words = in->tls_mode == KF_TLS_IMPLICIT   ? "implicit TLS"
+                             : in->tls_mode == KF_TLS_STARTTLS ? "STARTTLS"
+                                                               : "no TLS";
     int n = snprintf(message_id, message_id_size, "<%s.kfsmtp@%s>", in->unique,
                      msg_id_domain(in->sender_account));
     if (n < 0 || (size_t)n >= message_id_size) return -1;
@@ -131,7 +153,7 @@ int kf_compose(const kf_message_in *in, kf_buf *out, char *message_id,
     msg_date(out, in->now);
     kf_buf_puts(out, "From: ");
     if (in->sender_name[0]) {
-        kf_encode_display_name(out, in->sender_name);
+        msg_encode_display_name(out, in->sender_name);
         kf_buf_printf(out, " <%s>\r\n", in->sender_account);
     } else {
         kf_buf_printf(out, "%s\r\n", in->sender_account);

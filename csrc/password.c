@@ -1,6 +1,7 @@
 /* Callers' passwords for the HTTP API's users file: PBKDF2-HMAC-SHA256
  * with a random salt, stored as "pbkdf2-sha256$ITERATIONS$SALT$HASH" (hex),
  * compared in constant time. OpenSSL does the cryptography. */
+#include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -9,12 +10,10 @@
 #include <openssl/crypto.h>
 #include <openssl/evp.h>
 
-#include "kfsmtp.h"
+#include "password.h"
 
 #define PW_SALT_BYTES 16
 #define PW_HASH_BYTES 32
-#define PW_MIN_ITERATIONS 1000
-#define PW_MAX_ITERATIONS 10000000
 
 static void pw_hex(const unsigned char *in, size_t n, char *out) {
     static const char hex[] = "0123456789abcdef";
@@ -44,7 +43,8 @@ int kf_password_hash(const char *password, size_t len, long iterations,
     unsigned char salt[PW_SALT_BYTES], hash[PW_HASH_BYTES];
     char salt_hex[PW_SALT_BYTES * 2 + 1], hash_hex[PW_HASH_BYTES * 2 + 1];
     int n;
-    if (iterations < PW_MIN_ITERATIONS || iterations > PW_MAX_ITERATIONS) return -1;
+    if (iterations < KF_PASSWORD_MIN_ITERATIONS || iterations > KF_PASSWORD_MAX_ITERATIONS) return -1;
+    if (len > INT_MAX) return -1; /* OpenSSL takes the length as an int */
     if (getrandom(salt, sizeof salt, 0) != (ssize_t)sizeof salt) return -1;
     if (PKCS5_PBKDF2_HMAC(password, (int)len, salt, sizeof salt, (int)iterations,
                           EVP_sha256(), sizeof hash, hash) != 1)
@@ -63,9 +63,10 @@ int kf_password_verify(const char *password, size_t len, const char *encoded) {
     long iterations;
     int same;
     if (strncmp(p, "pbkdf2-sha256$", 14) != 0) return -1;
+    if (len > INT_MAX) return 0; /* no hash of it was ever made */
     p += 14;
     iterations = strtol(p, &end, 10);
-    if (end == p || *end != '$' || iterations < PW_MIN_ITERATIONS || iterations > PW_MAX_ITERATIONS)
+    if (end == p || *end != '$' || iterations < KF_PASSWORD_MIN_ITERATIONS || iterations > KF_PASSWORD_MAX_ITERATIONS)
         return -1;
     salt_hex = end + 1;
     if (strlen(salt_hex) != PW_SALT_BYTES * 2 + 1 + PW_HASH_BYTES * 2 ||

@@ -2,7 +2,9 @@
 #ifndef KFSMTP_STORE_H
 #define KFSMTP_STORE_H
 
-#include "kfsmtp.h"
+#include <stdint.h>
+
+#include "buffer.h"
 
 #define KF_SIG_SIZE 128
 
@@ -26,7 +28,6 @@ KF_HIDDEN int kf_store_sweep(const char *path);
 
 /* Shared generation counter (see store.c); the map is NULL when the lock
  * file cannot be opened for writing, and callers then stat every time. */
-#include <stdint.h>
 KF_HIDDEN void *kf_store_generation_map(const char *path);
 KF_HIDDEN uint64_t kf_store_generation(const void *map);
 KF_HIDDEN void kf_store_generation_bump(void *map);

@@ -4,7 +4,7 @@
  * kept so that the parsed CA bundle is reused, as for deliveries. */
 #include <string.h>
 
-#include "delivery.h"
+#include "tls.h"
 #include "token.h"
 
 static size_t tok_write(char *data, size_t size, size_t n, void *userp) {
@@ -28,42 +28,51 @@ static void tok_field(CURL *c, kf_buf *form, const char *name, const char *value
     curl_free(escaped);
 }
 
-CURLcode kf_token_fetch(CURL *c, const kf_token_req *req, kf_buf *body, long *http_status,
-                        char errbuf[CURL_ERROR_SIZE]) {
+CURLcode kf_token_fetch(kf_curlopt *o, const kf_token_req *req, kf_buf *body,
+                        long *http_status, char errbuf[CURL_ERROR_SIZE]) {
     kf_buf form = {0};
     struct curl_slist *headers = NULL;
-    CURLcode rc;
+    CURLcode rc = CURLE_OUT_OF_MEMORY;
 
-    tok_field(c, &form, "grant_type", "client_credentials");
-    tok_field(c, &form, "client_id", req->client_id);
-    tok_field(c, &form, "client_secret", req->client_secret);
-    tok_field(c, &form, "scope", req->scope);
-    /* Azure AD v1 and some others name the audience "resource". */
-    tok_field(c, &form, "resource", req->audience);
-    if (form.oom) { kf_buf_wipe_free(&form); return CURLE_OUT_OF_MEMORY; }
-    headers = curl_slist_append(NULL, "Accept: application/json");
-
+    /* Read by the caller whatever happens below. */
     errbuf[0] = '\0';
-    curl_easy_setopt(c, CURLOPT_URL, req->endpoint);
-    curl_easy_setopt(c, CURLOPT_PROTOCOLS_STR, "https,http");
-    curl_easy_setopt(c, CURLOPT_NOSIGNAL, 1L);
-    curl_easy_setopt(c, CURLOPT_CONNECTTIMEOUT_MS, req->connect_timeout_ms);
-    curl_easy_setopt(c, CURLOPT_TIMEOUT_MS, req->timeout_ms);
-    kf_curl_verify_options(c, req->ca_file, req->tls_verify);
-    curl_easy_setopt(c, CURLOPT_FOLLOWLOCATION, 0L);
-    curl_easy_setopt(c, CURLOPT_POSTFIELDS, form.data);
-    curl_easy_setopt(c, CURLOPT_POSTFIELDSIZE, (long)form.len);
-    curl_easy_setopt(c, CURLOPT_HTTPHEADER, headers);
-    curl_easy_setopt(c, CURLOPT_WRITEFUNCTION, tok_write);
-    curl_easy_setopt(c, CURLOPT_WRITEDATA, body);
-    curl_easy_setopt(c, CURLOPT_ERRORBUFFER, errbuf);
-    rc = curl_easy_perform(c);
     *http_status = 0;
-    curl_easy_getinfo(c, CURLINFO_RESPONSE_CODE, http_status);
-    curl_easy_setopt(c, CURLOPT_POSTFIELDS, NULL);
-    curl_easy_setopt(c, CURLOPT_HTTPHEADER, NULL);
-    curl_easy_setopt(c, CURLOPT_ERRORBUFFER, NULL);
+    tok_field(o->curl, &form, "grant_type", "client_credentials");
+    tok_field(o->curl, &form, "client_id", req->client_id);
+    tok_field(o->curl, &form, "client_secret", req->client_secret);
+    tok_field(o->curl, &form, "scope", req->scope);
+    /* Azure AD v1 and some others name the audience "resource". */
+    tok_field(o->curl, &form, "resource", req->audience);
+    if (form.oom || !(headers = curl_slist_append(NULL, "Accept: application/json"))) {
+        kf_buf_wipe_free(&form);
+        return rc;
+    }
+
+    KF_SETOPT(o, CURLOPT_URL, req->endpoint);
+    KF_SETOPT(o, CURLOPT_PROTOCOLS_STR, "https,http");
+    KF_SETOPT(o, CURLOPT_NOSIGNAL, 1L);
+    KF_SETOPT(o, CURLOPT_CONNECTTIMEOUT_MS, req->connect_timeout_ms);
+    KF_SETOPT(o, CURLOPT_TIMEOUT_MS, req->timeout_ms);
+    kf_curl_verify_options(o, req->ca_file, req->tls_verify);
+    KF_SETOPT(o, CURLOPT_FOLLOWLOCATION, 0L);
+    KF_SETOPT(o, CURLOPT_POSTFIELDS, form.data);
+    KF_SETOPT(o, CURLOPT_POSTFIELDSIZE, (long)form.len);
+    KF_SETOPT(o, CURLOPT_HTTPHEADER, headers);
+    KF_SETOPT(o, CURLOPT_WRITEFUNCTION, tok_write);
+    KF_SETOPT(o, CURLOPT_WRITEDATA, body);
+    KF_SETOPT(o, CURLOPT_ERRORBUFFER, errbuf);
+    if (o->code == CURLE_OK) {
+        rc = curl_easy_perform(o->curl);
+        if (curl_easy_getinfo(o->curl, CURLINFO_RESPONSE_CODE, http_status) != CURLE_OK)
+            *http_status = 0;
+    }
+    /* Drop our pointers to the form (it holds the secret), the headers and
+     * the caller's buffers. */
+    KF_SETOPT(o, CURLOPT_POSTFIELDS, NULL);
+    KF_SETOPT(o, CURLOPT_HTTPHEADER, NULL);
+    KF_SETOPT(o, CURLOPT_WRITEDATA, NULL);
+    KF_SETOPT(o, CURLOPT_ERRORBUFFER, NULL);
     curl_slist_free_all(headers);
     kf_buf_wipe_free(&form);
-    return rc;
+    return o->code != CURLE_OK ? o->code : rc;
 }

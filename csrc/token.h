@@ -4,7 +4,8 @@
 
 #include <curl/curl.h>
 
-#include "kfsmtp.h"
+#include "buffer.h"
+#include "curlopt.h"
 
 #define KF_TOKEN_MAX_BODY (64 * 1024)
 
@@ -15,9 +16,11 @@ typedef struct kf_token_req {
     long connect_timeout_ms, timeout_ms;
 } kf_token_req;
 
-/* POSTs the grant; body gets the answer (at most 64 KiB), http_status its
- * status. Returns libcurl's result. */
-KF_HIDDEN CURLcode kf_token_fetch(CURL *c, const kf_token_req *req, kf_buf *body,
+/* POSTs the grant on o->curl; body gets the answer (at most 64 KiB),
+ * http_status its status, errbuf libcurl's words (or ""). Returns libcurl's
+ * result; when libcurl refused an option, o->name says which (and nothing
+ * was sent if that happened before the transfer). */
+KF_HIDDEN CURLcode kf_token_fetch(kf_curlopt *o, const kf_token_req *req, kf_buf *body,
                                   long *http_status, char errbuf[CURL_ERROR_SIZE]);
 
 #endif

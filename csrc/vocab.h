@@ -6,6 +6,8 @@
 #ifndef KFSMTP_VOCAB_H
 #define KFSMTP_VOCAB_H
 
+#include "kfsmtp.h"
+
 /* Where a test can fail, in dialog order; "token" is the OAuth token
  * request that comes before the dialog of type 3. */
 #define KF_STAGE_LIST(X) \
@@ -22,6 +24,7 @@
     X(CONNECT, "connect") X(TLS, "tls") X(AUTH, "auth") X(RCPT, "rcpt")
 
 #define KF_DEFAULT_PORT 25
+#define KF_MAX_PORT 65535
 /* UseSSL on this port means TLS from the first byte; elsewhere STARTTLS. */
 #define KF_IMPLICIT_TLS_PORT 465
 #define KF_DEFAULT_CONNECT_TIMEOUT_MS 10000
@@ -45,5 +48,11 @@ enum kf_tls_mode { KF_TLS_MODE_LIST(KF_ENUM_TLS) KF_TLS_MODE_COUNT };
 #define KF_ENUM_QUIT(name, text) KF_QUIT_##name,
 enum kf_quit_after { KF_QUIT_NEVER, KF_QUIT_LIST(KF_ENUM_QUIT) KF_QUIT_COUNT };
 #undef KF_ENUM_QUIT
+
+/* The lists' names in enum order (vocab.c). kf_quit_after_names leaves out
+ * KF_QUIT_NEVER: the name of quit stage q is kf_quit_after_names[q - 1]. */
+KF_HIDDEN extern const char *const kf_stage_names[KF_STAGE_COUNT];
+KF_HIDDEN extern const char *const kf_tls_mode_names[KF_TLS_MODE_COUNT];
+KF_HIDDEN extern const char *const kf_quit_after_names[KF_QUIT_COUNT - 1];
 
 #endif

@@ -7,7 +7,8 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "../csrc/kfsmtp.h"
+#include "../csrc/message.h"
+#include "../csrc/validate.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 
@@ -76,7 +77,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
         in.recipient = parts[2];
         in.host = parts[3];
         in.port = 587;
-        in.tls_mode = "starttls";
+        in.tls_mode = KF_TLS_STARTTLS;
         in.now = 1795506760;
         in.unique = "1795506760.0123456789abcdef01234567";
         if (kf_compose(&in, &out, message_id, sizeof message_id) == 0)

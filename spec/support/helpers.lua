@@ -278,6 +278,20 @@ function Nginx:request(r)
   return tonumber(out:match("(%d%d%d)$")), H.read(dir .. "/body") or "", headers
 end
 
+-- Runs `lua5.4 ARGS` under valgrind memcheck --> its output, and nil when
+-- the report shows no error and nothing definitely lost, else the report.
+function H.memcheck(args)
+  local log = H.tmpdir() .. "/valgrind.log"
+  local out, ok = H.sh(("valgrind --leak-check=full --errors-for-leak-kinds=definite --error-exitcode=99 --log-file=%s lua5.4 %s"):format(
+    H.q(log), args))
+  local report = H.read(log) or ""
+  local lost = report:match("definitely lost: ([%d,]+) bytes")
+  if ok and report:find("ERROR SUMMARY: 0 errors", 1, true) and (lost == nil or lost == "0") then
+    return out, nil
+  end
+  return out, report ~= "" and report or "valgrind wrote no report"
+end
+
 -- A fresh store path in a fresh folder.
 function H.store_path()
   return H.tmpdir() .. "/store.json"

@@ -1,0 +1,54 @@
+/* fetch_token{...}: the Lua side of token.c. Reads the request through the
+ * door, runs it on the state's kept token handle, and returns the answer as
+ * it came; the body buffer is wiped, since it holds the access token. */
+#include <string.h>
+
+#include "parts.h"
+#include "session.h"
+#include "token.h"
+#include "validate.h"
+
+/* fetch_token{endpoint, client_id, client_secret, scope, audience, ca_file,
+ * tls_verify, connect_timeout_ms, timeout_ms}
+ * --> { ok, http_status, body, curl_code, curl_error } */
+static int ltok_fetch_token(lua_State *L) {
+    kf_token_req req;
+    kf_session *s;
+    kf_curlopt o = {NULL, CURLE_OK, NULL};
+    kf_buf *body;
+    long status = 0;
+    CURLcode rc;
+    kf_door in = kf_door_fields(L, "fetch_token", 9);
+    memset(&req, 0, sizeof req);
+    req.endpoint = kf_field_text(&in, "endpoint", KF_MAX_FIELD);
+    req.client_id = kf_field_text(&in, "client_id", KF_MAX_FIELD);
+    req.client_secret = kf_field_text(&in, "client_secret", KF_MAX_FIELD);
+    req.scope = kf_field_opttext(&in, "scope", KF_MAX_FIELD);
+    req.audience = kf_field_opttext(&in, "audience", KF_MAX_FIELD);
+    req.ca_file = kf_field_opttext(&in, "ca_file", KF_MAX_FIELD);
+    req.tls_verify = kf_field_bool(&in, "tls_verify", 1);
+    kf_session_timeouts(&in, &req.connect_timeout_ms, &req.timeout_ms);
+    s = kf_session_get(L, "fetch_token");
+    if (!s->token && !(s->token = curl_easy_init()))
+        return luaL_error(L, "kfsmtp.core.fetch_token: curl_easy_init failed");
+    body = kf_newbuf(L);
+    o.curl = s->token;
+    rc = kf_token_fetch(&o, &req, body, &status, s->token_errbuf);
+    if (o.name) return kf_session_refused(L, "fetch_token", &o); /* body's __gc frees it */
+    lua_createtable(L, 0, 5);
+    kf_session_outcome(L, rc, s->token_errbuf);
+    kf_pushint(L, status);
+    lua_setfield(L, -2, "http_status");
+    kf_setfield_buf(L, "body", body);
+    kf_buf_wipe_free(body);
+    return 1;
+}
+
+static const luaL_Reg ltok_functions[] = {
+    {"fetch_token", ltok_fetch_token},
+    {NULL, NULL}};
+
+int kf_open_token(lua_State *L) {
+    luaL_setfuncs(L, ltok_functions, 0);
+    return 0;
+}

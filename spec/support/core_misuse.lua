@@ -1,0 +1,214 @@
+-- Every kfsmtp.core function called with every kind of value, in every
+-- field of its table and every positional argument: values of a wrong type
+-- or out of range must raise an error naming the function and the key;
+-- the others must be taken (a failure of the world may come back as nil or
+-- ok = false, never as an error). Used by spec/core_spec.lua (busted, Lua
+-- 5.4 and LuaJIT) and by spec/support/core_memcheck.lua (valgrind).
+local M = {}
+
+local unpack = table.unpack or unpack
+local LONG = ("x"):rep(1024 * 1024)
+
+-- The kinds of value tried in every place, by name. { name, nil } has a
+-- nil value: the field or argument is left out.
+M.VALUES = {
+  { "nil", nil }, { "a number", 42 }, { "true", true }, { "false", false },
+  { "a nested table", { { "x" } } }, { "a function", print }, { "a userdata", io.stdout },
+  { "1e300", 1e300 }, { "0.5", 0.5 }, { "-1", -1 }, { "NaN", 0 / 0 }, { "inf", math.huge },
+  { "a numeric string", "25" }, { "an empty string", "" }, { "a 1 MB string", LONG },
+  { "a string with NUL", "a\0b" },
+}
+
+-- What each kind of field or argument takes; anything else raises.
+local function text(max, optional)
+  return function(v)
+    if v == nil then return optional == true end
+    return type(v) == "string" and #v <= max and not v:find("\0", 1, true)
+  end
+end
+local function bytes(v) return type(v) == "string" end
+local function int(min, max)
+  return function(v)
+    if v == nil then return true end -- every integer has a default
+    return type(v) == "number" and v == math.floor(v) and v >= min and v <= max
+  end
+end
+local function bool(v) return v == nil or type(v) == "boolean" end
+local function choice(names, optional)
+  return function(v)
+    if v == nil then return optional == true end
+    for _, n in ipairs(names) do
+      if v == n then return true end
+    end
+    return false
+  end
+end
+local function never() return false end
+
+local ANY = math.huge
+local FIELD, MAILBOX, TOKEN = 4096, 254, 64 * 1024
+local TIMEOUT = int(1, 86400000)
+
+-- The calls, each a function, its valid arguments (base) and, per field or
+-- argument, what it takes and what is put in front of every string tried:
+-- the test folder for store paths, so nothing is written outside it, and
+-- the loopback address for hosts and endpoints, so nothing leaves the
+-- machine ("25" becomes 127.0.0.125).
+function M.calls(core, ctx)
+  local dir = ctx.dir
+  local path = dir .. "/store.json"
+  local lock = assert(core.store_lock(dir .. "/locked.json"))
+  local gen = assert(core.store_generation(dir .. "/counted.json"))
+  local hash = core.password_hash("correct horse", 1000)
+  local closed = "127.0.0.1"
+  local endpoint = ("http://%s:%d/"):format(closed, ctx.closed)
+  return {
+    { fn = "compose",
+      base = { sender_name = "Zertifikatsstelle", sender_account = "kf@example.com",
+        recipient = "ops@example.com", host = "mail.example.com", port = 587, tls_mode = "starttls",
+        now = 1795506760 },
+      fields = {
+        { "sender_name", text(FIELD) }, { "sender_account", text(MAILBOX) },
+        { "recipient", text(FIELD) }, { "host", text(FIELD) }, { "port", int(1, 65535) },
+        { "tls_mode", choice(core.TLS_MODES) }, { "now", int(0, 253402300799) },
+      } },
+    -- A closed port and quit_after = "connect": whatever is taken, nothing
+    -- is delivered anywhere.
+    { fn = "deliver",
+      base = { host = closed, port = ctx.closed, tls_mode = "none", username = "u", password = "p",
+        bearer = "token", mail_from = "<kf@example.com>", rcpt_to = "<ops@example.com>",
+        message = "Subject: x\r\n\r\nx\r\n", helo = "localhost", ca_file = dir .. "/ca.pem",
+        pinned_pubkey = "sha256//AAAA", tls_verify = true, connect_timeout_ms = 300,
+        timeout_ms = 1000, transcript = true, quit_after = "connect" },
+      fields = {
+        { "host", text(FIELD), closed }, { "port", int(1, 65535) },
+        { "tls_mode", choice(core.TLS_MODES) }, { "username", text(FIELD, true) }, { "password", text(FIELD, true) },
+        { "bearer", text(TOKEN, true) }, { "mail_from", text(FIELD) }, { "rcpt_to", text(FIELD) },
+        { "message", bytes }, { "helo", text(FIELD) }, { "ca_file", text(FIELD, true) },
+        { "pinned_pubkey", text(FIELD, true) }, { "tls_verify", bool },
+        { "connect_timeout_ms", TIMEOUT }, { "timeout_ms", TIMEOUT }, { "transcript", bool },
+        { "quit_after", choice(core.QUIT_STAGES, true) },
+      } },
+    { fn = "fetch_token",
+      base = { endpoint = endpoint .. "token", client_id = "id",
+        client_secret = "secret", scope = "smtp", audience = "aud", ca_file = dir .. "/ca.pem",
+        tls_verify = true, connect_timeout_ms = 300, timeout_ms = 1000 },
+      fields = {
+        { "endpoint", text(FIELD), endpoint }, { "client_id", text(FIELD) }, { "client_secret", text(FIELD) },
+        { "scope", text(FIELD, true) }, { "audience", text(FIELD, true) },
+        { "ca_file", text(FIELD, true) }, { "tls_verify", bool },
+        { "connect_timeout_ms", TIMEOUT }, { "timeout_ms", TIMEOUT },
+      } },
+    { fn = "check_text", base = { "x" }, args = { { "value", bytes } } },
+    { fn = "check_host", base = { "mail.example.com" }, args = { { "value", bytes } } },
+    { fn = "check_mailbox", base = { "kf@example.com" }, args = { { "value", bytes } } },
+    { fn = "check_display_name", base = { "Zertifikatsstelle" }, args = { { "value", bytes } } },
+    { fn = "store_read", base = { path }, args = { { "path", text(ANY), dir .. "/" } } },
+    { fn = "store_stat", base = { path }, args = { { "path", text(ANY), dir .. "/" } } },
+    { fn = "store_write", base = { path, "{}\n" },
+      args = { { "path", text(ANY), dir .. "/" }, { "data", bytes } } },
+    { fn = "store_sweep", base = { path }, args = { { "path", text(ANY), dir .. "/" } } },
+    { fn = "store_lock", base = { path }, args = { { "path", text(ANY), dir .. "/" } },
+      after = function(l) if type(l) == "userdata" then l:release() end end },
+    { fn = "store_generation", base = { path }, args = { { "path", text(ANY), dir .. "/" } } },
+    { fn = "password_hash", base = { "correct horse", 1000 },
+      args = { { "password", bytes }, { "iterations", int(1000, 10000000) } } },
+    { fn = "password_verify", base = { "correct horse", hash },
+      args = { { "password", bytes }, { "hash", text(ANY) } } },
+    { fn = "lock:release", call = lock.release, base = { lock }, args = { { "self", never } } },
+    { fn = "generation:value", call = gen.value, base = { gen }, args = { { "self", never } } },
+    { fn = "generation:bump", call = gen.bump, base = { gen }, args = { { "self", never } } },
+    { fn = "generation:__gc", call = gen.__gc, base = { gen }, args = { { "self", never } } },
+  }
+end
+
+-- base (a table of fields, or the array of arguments) with key set to value
+local function with(base, key, value)
+  local t = {}
+  for k, v in pairs(base) do t[k] = v end
+  t[key] = value
+  return t
+end
+
+-- each(core, ctx, visit): visit(case) for every misuse and every taken
+-- value: case = { fn, key, what, raises, run = function() --> ok, err },
+-- raises telling whether the call must raise. ctx: { dir = an empty
+-- folder, closed = a loopback port nothing listens on }.
+function M.each(core, ctx, visit)
+  for _, c in ipairs(M.calls(core, ctx)) do
+    local f = c.call or core[c.fn]
+    local function case(key, what, raises, ...)
+      local n, args = select("#", ...), { ... }
+      visit { fn = c.fn, key = key, what = what, raises = raises, run = function()
+        local ok, r = pcall(f, unpack(args, 1, n))
+        if ok and c.after then c.after(r) end
+        collectgarbage()
+        return ok, r
+      end }
+    end
+    if c.fields then
+      for _, v in ipairs(M.VALUES) do
+        -- (a table in its place is one whose fields are all missing)
+        if type(v[2]) ~= "table" then case("#1", v[1] .. " instead of the table", true, v[2]) end
+      end
+    end
+    for i, place in ipairs(c.fields or c.args) do
+      local key, takes, under = place[1], place[2], place[3]
+      for _, v in ipairs(M.VALUES) do
+        local value = v[2]
+        if under and type(value) == "string" then value = under .. value end
+        if c.fields then
+          case(key, v[1], not takes(value), with(c.base, key, value))
+        else
+          case(key, v[1], not takes(value), unpack(with(c.base, i, value), 1, #c.base))
+        end
+      end
+    end
+  end
+end
+
+-- A table whose fields are made on access: each string is built afresh
+-- (long enough not to be interned by Lua 5.4) after a full collection, so
+-- only the stack of the C function holds it. C must keep it alive there.
+local function made_on_access(t)
+  return setmetatable({}, { __index = function(_, k)
+    collectgarbage()
+    local v = t[k]
+    if type(v) == "string" then return (v .. ("\0"):rep(48)):sub(1, #v) end
+    return v
+  end })
+end
+
+-- proxied(core, ctx) --> message, message_id, delivery result, both read
+-- through made_on_access tables, then collected.
+function M.proxied(core, ctx)
+  local name = ("Zertifikatsstelle "):rep(4)
+  local message, id = core.compose(made_on_access {
+    sender_name = name, sender_account = "kf@example.com", recipient = "ops@example.com",
+    host = "mail.example.com", port = 465, tls_mode = "implicit" })
+  collectgarbage()
+  local r = core.deliver(made_on_access {
+    host = "127.0.0.1", port = ctx.closed, tls_mode = "none", mail_from = "<kf@example.com>",
+    rcpt_to = "<ops@example.com>", message = message, helo = ("h"):rep(60), connect_timeout_ms = 300 })
+  collectgarbage()
+  return message, id, r
+end
+
+-- verdict(case, ok, err) --> nil when the call behaved, else what is wrong.
+function M.verdict(case, ok, err)
+  local where = ("%s, %s = %s"):format(case.fn, case.key, case.what)
+  if not case.raises then
+    if not ok then return where .. ": raised " .. tostring(err) end
+    return nil
+  end
+  if ok then return where .. ": did not raise" end
+  if type(err) ~= "string" then return where .. ": raised a " .. type(err) end
+  local prefix = "kfsmtp.core." .. case.fn .. ": "
+  local named = case.key == "#1" and "argument #1 " or ("'" .. case.key .. "'")
+  if err:sub(1, #prefix) ~= prefix or not err:find(named, 1, true) or err:find("#-1", 1, true) then
+    return where .. ": the error does not name the function and " .. named .. ": " .. err
+  end
+  return nil
+end
+
+return M
