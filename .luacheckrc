@@ -12,11 +12,14 @@
 --   jit             LuaJIT only: `type(jit) == "table"` picks the build
 --   math.type       Lua 5.3+ only: `if math.type then ... end`
 --   math.tointeger  Lua 5.3+ only: `math.tointeger or function(x) ... end`
+--   table.unpack    Lua 5.2+, and unpack in LuaJIT: `table.unpack or unpack`
 -- luacheck cannot see the test, so any new use of these must come with one.
 stds.feature_tested = {
   read_globals = {
     jit = { other_fields = true },
     math = { fields = { "type", "tointeger" } },
+    table = { fields = { "unpack" } },
+    "unpack",
   },
 }
 std = "min+feature_tested"

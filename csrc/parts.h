@@ -11,7 +11,7 @@ KF_HIDDEN int kf_open_validate(lua_State *L); /* check_*, hostname */
 KF_HIDDEN int kf_open_message(lua_State *L);  /* compose */
 KF_HIDDEN int kf_open_delivery(lua_State *L); /* deliver */
 KF_HIDDEN int kf_open_token(lua_State *L);    /* fetch_token */
-KF_HIDDEN int kf_open_store(lua_State *L);    /* store_*, lock and generation objects */
+KF_HIDDEN int kf_open_store(lua_State *L);    /* store_* and the lock object */
 KF_HIDDEN int kf_open_password(lua_State *L); /* password_hash, password_verify */
 
 #endif

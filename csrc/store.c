@@ -2,16 +2,18 @@
  * same folder, fsync, rename, fsync of the folder) so a reader sees either
  * the old or the new profile; writers serialise on flock(2) of a lock file
  * next to the store, which also works between threads of one process (each
- * takes its own open file description), as nginx worker threads need. */
+ * takes its own open file description), as nginx worker threads need.
+ * The store and its lock are opened without following a symbolic link and
+ * without blocking, and anything but a regular file is refused: in a
+ * folder others can write, a planted link or FIFO must not make a root
+ * writer overwrite another file or hang a reader. */
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <stdint.h>
 #include <sys/file.h>
-#include <sys/mman.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -29,26 +31,58 @@ static void store_signature(const struct stat *st, char sig[KF_SIG_SIZE]) {
              st->st_ctim.tv_nsec);
 }
 
-int kf_store_stat(const char *path, char sig[KF_SIG_SIZE]) {
+static const char *store_kind(mode_t mode) {
+    if (S_ISLNK(mode)) return "symbolic link";
+    if (S_ISDIR(mode)) return "directory";
+    if (S_ISFIFO(mode)) return "FIFO";
+    if (S_ISCHR(mode)) return "character device";
+    if (S_ISBLK(mode)) return "block device";
+    if (S_ISSOCK(mode)) return "socket";
+    return "special file";
+}
+
+/* -KF_ENOTFILE with *kind set unless st is a regular file. */
+static int store_regular(const struct stat *st, const char **kind) {
+    if (S_ISREG(st->st_mode)) return 0;
+    *kind = store_kind(st->st_mode);
+    return -KF_ENOTFILE;
+}
+
+/* Opens without following a final symbolic link and without blocking on a
+ * FIFO or device, then refuses anything but a regular file. */
+static int store_open(const char *path, int flags, mode_t mode, struct stat *st,
+                      const char **kind) {
+    int fd = open(path, flags | O_CLOEXEC | O_NOFOLLOW | O_NONBLOCK | O_NOCTTY, mode);
+    int rc;
+    if (fd < 0) {
+        struct stat link;
+        int e = errno;
+        if (e == ELOOP && lstat(path, &link) == 0) return store_regular(&link, kind);
+        return -e;
+    }
+    if (fstat(fd, st) != 0) { int e = errno; close(fd); return -e; }
+    if ((rc = store_regular(st, kind)) != 0) { close(fd); return rc; }
+    return fd;
+}
+
+int kf_store_stat(const char *path, char sig[KF_SIG_SIZE], const char **kind) {
     struct stat st;
-    if (stat(path, &st) != 0) {
+    int rc;
+    if (lstat(path, &st) != 0) {
         if (errno == ENOENT) { snprintf(sig, KF_SIG_SIZE, "missing"); return 1; }
         return -errno;
     }
+    if ((rc = store_regular(&st, kind)) != 0) return rc;
     store_signature(&st, sig);
     return 0;
 }
 
-int kf_store_read(const char *path, kf_buf *out, char sig[KF_SIG_SIZE]) {
+int kf_store_read(const char *path, kf_buf *out, char sig[KF_SIG_SIZE], const char **kind) {
     struct stat st;
     char chunk[8192];
-    int fd = open(path, O_RDONLY | O_CLOEXEC);
-    if (fd < 0) {
-        if (errno == ENOENT) { snprintf(sig, KF_SIG_SIZE, "missing"); return 1; }
-        return -errno;
-    }
-    if (fstat(fd, &st) != 0) { int e = errno; close(fd); return -e; }
-    if (!S_ISREG(st.st_mode)) { close(fd); return -EISDIR; }
+    int fd = store_open(path, O_RDONLY, 0, &st, kind);
+    if (fd == -ENOENT) { snprintf(sig, KF_SIG_SIZE, "missing"); return 1; }
+    if (fd < 0) return fd;
     if (st.st_size > STORE_MAX_SIZE) { close(fd); return -EFBIG; }
     store_signature(&st, sig);
     kf_buf_reserve(out, (size_t)st.st_size + 1);
@@ -125,16 +159,17 @@ fail:
     return rc;
 }
 
-int kf_store_lock(const char *path) {
+int kf_store_lock(const char *path, const char **kind) {
     size_t plen = strlen(path);
     char *lock_path = malloc(plen + sizeof ".lock");
+    struct stat st;
     int fd;
     if (!lock_path) return -ENOMEM;
     memcpy(lock_path, path, plen);
     memcpy(lock_path + plen, ".lock", sizeof ".lock");
-    fd = open(lock_path, O_RDWR | O_CREAT | O_CLOEXEC, 0600);
+    fd = store_open(lock_path, O_RDWR | O_CREAT, 0600, &st, kind);
     free(lock_path);
-    if (fd < 0) return -errno;
+    if (fd < 0) return fd;
     while (flock(fd, LOCK_EX) != 0) {
         if (errno != EINTR) { int e = errno; close(fd); return -e; }
     }
@@ -166,43 +201,4 @@ int kf_store_sweep(const char *path) {
     closedir(d);
     free(dir);
     return removed;
-}
-
-/* The generation counter lives in the first 8 bytes of the lock file,
- * mapped shared by every process that uses the store. Writers add one
- * after each rename; readers compare it without a system call, so an
- * unchanged store costs get() no syscall at all. */
-void *kf_store_generation_map(const char *path) {
-    size_t plen = strlen(path);
-    char *lock_path = malloc(plen + sizeof ".lock");
-    struct stat st;
-    void *map;
-    int fd;
-    if (!lock_path) return NULL;
-    memcpy(lock_path, path, plen);
-    memcpy(lock_path + plen, ".lock", sizeof ".lock");
-    fd = open(lock_path, O_RDWR | O_CREAT | O_CLOEXEC, 0600);
-    free(lock_path);
-    if (fd < 0) return NULL;
-    /* Growing a file with zeros is idempotent, so racing openers agree. */
-    if (fstat(fd, &st) != 0 || (st.st_size < (off_t)sizeof(uint64_t) &&
-                                ftruncate(fd, sizeof(uint64_t)) != 0)) {
-        close(fd);
-        return NULL;
-    }
-    map = mmap(NULL, sizeof(uint64_t), PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
-    close(fd);
-    return map == MAP_FAILED ? NULL : map;
-}
-
-uint64_t kf_store_generation(const void *map) {
-    return __atomic_load_n((const uint64_t *)map, __ATOMIC_ACQUIRE);
-}
-
-void kf_store_generation_bump(void *map) {
-    __atomic_add_fetch((uint64_t *)map, 1, __ATOMIC_RELEASE);
-}
-
-void kf_store_generation_unmap(void *map) {
-    munmap(map, sizeof(uint64_t));
 }

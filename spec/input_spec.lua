@@ -259,6 +259,10 @@ describe("programmer misuse", function()
     assert.has_error(function() kfsmtp.test(valid(), "fast") end)
     assert.has_error(function() kfsmtp.test(valid(), { tls_mode = "sometimes" }) end)
     assert.has_error(function() kfsmtp.test(valid(), { timeout_ms = "soon" }) end)
+    for _, ms in ipairs { 1500.5, 0, -1, 1e300, 0 / 0 } do
+      assert.has_error(function() kfsmtp.test(valid(), { timeout_ms = ms }) end,
+        "kfsmtp.test: timeout_ms must be a whole, positive number of milliseconds (at most a day)")
+    end
     assert.has_error(function() kfsmtp.configure { colour = "blue" } end)
     assert.has_error(function() kfsmtp.open(nil) end)
   end)

@@ -507,12 +507,13 @@ describe("profile.stored_text and profile.from_stored_text", function()
     assert.truthy(text:find('"https://login.example.com/token"', 1, true), text)
   end)
 
-  it("reads a JSON array as an empty record", function()
-    -- What the code does today: an array decodes to a Lua table whose
-    -- numeric keys normalize ignores. This is a known issue tracked
-    -- elsewhere (it should be refused as not a JSON object); change this
-    -- case when it is fixed.
-    assert.are.same({}, profile.from_stored_text("[1,2,3]"))
+  it("refuses a JSON array, which lua-cjson also decodes to a table", function()
+    for _, text in ipairs { "[1,2,3]", " []", '[{"Host":"a"}]' } do
+      local t, why = profile.from_stored_text(text)
+      assert.is_nil(t)
+      assert.are.equal("is not a JSON object (found an array)", why)
+    end
+    assert.are.equal("is not a JSON object (found null)", select(2, profile.from_stored_text("null")))
   end)
 
   it("refuses text that is not JSON, or not an object, with a reason and without raising", function()

@@ -68,8 +68,9 @@ function _M.check(opts, fname)
     error(("kfsmtp.%s: api_version must be 1 or 2, not %s"):format(fname, tostring(opts.api_version)), 3)
   end
   for _, k in ipairs { "connect_timeout_ms", "timeout_ms" } do
-    if opts[k] and not (opts[k] > 0 and opts[k] <= core.DEFAULTS.max_timeout_ms) then
-      error(("kfsmtp.%s: %s must be a positive number of milliseconds"):format(fname, k), 3)
+    local ms = opts[k]
+    if ms and not (ms > 0 and ms <= core.DEFAULTS.max_timeout_ms and ms % 1 == 0) then
+      error(("kfsmtp.%s: %s must be a whole, positive number of milliseconds (at most a day)"):format(fname, k), 3)
     end
   end
   if opts.helo then

@@ -342,8 +342,10 @@ end
 -- not a JSON object, or holds a bad value). Never raises.
 function _M.from_stored_text(text)
   local doc, why = cjson.decode(text)
-  if type(doc) ~= "table" then
-    return nil, ("is not a JSON object (%s)"):format(why or ("found a " .. type(doc)))
+  -- lua-cjson gives a table for an array too: [1,2,3] is no profile.
+  if type(doc) ~= "table" or not text:match("^%s*{") then
+    return nil, ("is not a JSON object (%s)"):format(why or
+      ("found " .. (type(doc) == "table" and "an array" or doc == cjson.null and "null" or "a " .. type(doc))))
   end
   local t, err = _M.normalize(doc)
   if not t then return nil, ("holds a bad value (%s)"):format(err.Message) end

@@ -58,7 +58,6 @@ function M.calls(core, ctx)
   local dir = ctx.dir
   local path = dir .. "/store.json"
   local lock = assert(core.store_lock(dir .. "/locked.json"))
-  local gen = assert(core.store_generation(dir .. "/counted.json"))
   local hash = core.password_hash("correct horse", 1000)
   local closed = "127.0.0.1"
   local endpoint = ("http://%s:%d/"):format(closed, ctx.closed)
@@ -110,15 +109,11 @@ function M.calls(core, ctx)
     { fn = "store_sweep", base = { path }, args = { { "path", text(ANY), dir .. "/" } } },
     { fn = "store_lock", base = { path }, args = { { "path", text(ANY), dir .. "/" } },
       after = function(l) if type(l) == "userdata" then l:release() end end },
-    { fn = "store_generation", base = { path }, args = { { "path", text(ANY), dir .. "/" } } },
     { fn = "password_hash", base = { "correct horse", 1000 },
       args = { { "password", bytes }, { "iterations", int(1000, 10000000) } } },
     { fn = "password_verify", base = { "correct horse", hash },
       args = { { "password", bytes }, { "hash", text(ANY) } } },
     { fn = "lock:release", call = lock.release, base = { lock }, args = { { "self", never } } },
-    { fn = "generation:value", call = gen.value, base = { gen }, args = { { "self", never } } },
-    { fn = "generation:bump", call = gen.bump, base = { gen }, args = { { "self", never } } },
-    { fn = "generation:__gc", call = gen.__gc, base = { gen }, args = { { "self", never } } },
   }
 end
 
