@@ -21,6 +21,14 @@ const char *kf_check_text(const char *s, size_t len) {
             return "contains a line break (CR or LF), which could inject "
                    "SMTP commands or headers: remove it";
         if (c == 0) return "contains a NUL byte: remove it";
+        /* U+0085 (NEL, C2 85) and U+2028/U+2029 (E2 80 A8/A9) end lines
+         * for some mail software and in JavaScript: as dangerous as CR and
+         * LF in a header or a command. */
+        if ((c == 0xC2 && i + 1 < len && (unsigned char)s[i + 1] == 0x85) ||
+            (c == 0xE2 && i + 2 < len && (unsigned char)s[i + 1] == 0x80 &&
+             ((unsigned char)s[i + 2] == 0xA8 || (unsigned char)s[i + 2] == 0xA9)))
+            return "contains a Unicode line break (U+0085, U+2028 or U+2029), which "
+                   "could inject SMTP commands or headers: remove it";
     }
     return NULL;
 }

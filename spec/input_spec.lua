@@ -230,6 +230,25 @@ describe("every field", function()
       end
     end
   end)
+  it("refuses the Unicode line breaks U+0085, U+2028 and U+2029, in Host and mailbox domains too", function()
+    local breaks = { "\194\133", "\226\128\168", "\226\128\169" }
+    local places = {
+      Host = function(b) return "mail" .. b .. ".example.com" end,
+      SenderAccount = function(b) return "kf@example" .. b .. ".com" end,
+      TestRecipient = function(b) return "ops@exam" .. b .. "ple.com" end,
+      SenderName = function(b) return "PKI" .. b .. "Bcc: victim@example.com" end,
+      RelayUsername = function(b) return "svc" .. b end,
+    }
+    for field, value in pairs(places) do
+      for _, b in ipairs(breaks) do
+        local over = { RelayAuthenticationType = 2, RelayUsername = "u", RelayPassword = "p" }
+        over[field] = value(b)
+        local err = rejects(field, over, 400, store.test)
+        assert.truthy(err.Message:find("Unicode line break", 1, true), err.Message)
+        rejects(field, over, 400)
+      end
+    end
+  end)
 end)
 
 describe("field names", function()
