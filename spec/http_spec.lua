@@ -157,6 +157,20 @@ describe("the HTTP API", function()
     error_body(status, body, "0xA0530003", 404)
   end)
 
+  it("answers 400 naming the nesting limit for a deeply nested body, on PUT and Test", function()
+    local deep = ('{"Host":"mail.example.com","SenderAccount":"kf@example.com","Extra":%s1%s}'):format(
+      ('{"a":'):rep(150), ("}"):rep(150))
+    for _, path in ipairs { "/KeyfactorAPI/SMTP", "/KeyfactorAPI/SMTP/Test" } do
+      local status, body = ngx_srv:request { method = path:find("Test") and "POST" or "PUT", path = path, user = ADMIN, body = deep }
+      local doc = error_body(status, body, "0xA0530004", 400)
+      assert.truthy(doc.Message:find("nested deeper than 20 levels", 1, true), doc.Message)
+    end
+    -- Just inside the limit: the unknown field is ignored as before.
+    local ok = ('{"Host":"mail.example.com","SenderAccount":"kf@example.com","Extra":%s1%s}'):format(
+      ('{"a":'):rep(18), ("}"):rep(18))
+    assert.are.equal(200, (put(ok)))
+  end)
+
   it("answers 415 for other body types", function()
     local status, body = put("Host: x", ADMIN, "text/plain")
     error_body(status, body, "0xA0530115", 415)

@@ -24,6 +24,11 @@ local cjson = require "cjson.safe"
 local _M = { _VERSION = kfsmtp._VERSION }
 
 local MAX_BODY = 64 * 1024
+-- Bodies are decoded with their own depth limit: the SMTP fields nest two
+-- or three levels, and a worker thread refuses tables deeper than 100.
+local MAX_DEPTH = 20
+local body_json = cjson.new()
+body_json.decode_max_depth(MAX_DEPTH)
 local JSON_TYPE = "application/json; charset=utf-8"
 
 ---------------------------------------------------------------------------
@@ -167,7 +172,10 @@ local function parse_body(handler, details)
   end
   local req = {}
   if ctype == "application/json" then
-    local doc, err = cjson.decode(data)
+    local doc, err = body_json.decode(data)
+    if doc == nil and tostring(err):find("too many nested", 1, true) then
+      return nil, fail("bad_json", ("The JSON body is nested deeper than %d levels: send the SMTP fields as one object."):format(MAX_DEPTH))
+    end
     if type(doc) ~= "table" or (next(doc) ~= nil and #doc > 0) then
       return nil, fail("bad_json", doc == nil and ("The body is not valid JSON: " .. tostring(err) .. ".")
         or "The body must be a JSON object with the SMTP fields.")
