@@ -43,7 +43,12 @@ http {
     client_body_buffer_size 128k;
     error_page 413 = @kfsmtp_too_large;
 
-    location /KeyfactorAPI/ {
+    # Another case of the page's path is sent to the page (which finds the
+    # API from its own address); regex locations are tried in this order.
+    location ~* ^/keyfactorapi/portal(/|\$) { return 301 /KeyfactorAPI/Portal/; }
+    # The API's paths match in any letter case, the base's too: a regex
+    # location (~*), since prefix locations are case-sensitive.
+    location ~* ^/keyfactorapi/ {
       content_by_lua_block {
         require("kfsmtp.openresty").serve {
           store = "$store",
@@ -54,8 +59,9 @@ http {
       }
     }
     location = / { return 302 /KeyfactorAPI/Portal/; }
-    # The browser page: static files, a client of the API above.
-    location /KeyfactorAPI/Portal/ {
+    # The browser page: static files, a client of the API above. ^~ keeps
+    # the regex locations off its exact-case path.
+    location ^~ /KeyfactorAPI/Portal/ {
       alias $root/www/;
       index index.html;
       include /etc/nginx/mime.types;

@@ -121,6 +121,28 @@ describe("the HTTP API", function()
     error_body(status, body, "0xA0530104", 404)
   end)
 
+  it("matches the base and the routes in any letter case; the page keeps its own", function()
+    local status, body, headers = ngx_srv:request { user = ADMIN, path = "/keyfactorapi/smtp" }
+    assert.are.equal(200, status, body)
+    assert.are.equal("application/json; charset=utf-8", headers["content-type"])
+    assert.are.same(GET_FIELDS, keys(cjson.decode(body)))
+    status, body = ngx_srv:request { user = ADMIN, path = "/KEYFACTORAPI/Smtp/" }
+    assert.are.equal(200, status, body)
+    status, body = ngx_srv:request { user = ADMIN, path = "/keyfactorapi/other" }
+    error_body(status, body, "0xA0530104", 404)
+    status, body, headers = ngx_srv:request { path = "/KeyfactorAPI/Portal/" }
+    assert.are.equal(200, status)
+    assert.truthy(headers["content-type"]:find("text/html", 1, true))
+    assert.truthy(body:find("<html", 1, true))
+    status = ngx_srv:request { path = "/KeyfactorAPI/Portal/smtp.js" }
+    assert.are.equal(200, status)
+    for _, path in ipairs { "/keyfactorapi/portal/", "/KEYFACTORAPI/PORTAL", "/KeyfactorAPI/Portal" } do
+      status, _, headers = ngx_srv:request { path = path }
+      assert.are.equal(301, status, path)
+      assert.truthy(headers.location:find("/KeyfactorAPI/Portal/$"), headers.location)
+    end
+  end)
+
   it("stores a JSON PUT, returns the profile without the password, and GET shows it", function()
     local status, body = put(cjson.encode { Host = "mail.example.com", Port = 587, UseSSL = true,
       RelayAuthenticationType = 2, RelayUsername = "svc", RelayPassword = SECRET,
