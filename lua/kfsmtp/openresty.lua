@@ -88,13 +88,27 @@ local function fail(kind, message, headers)
   return respond(e.status, json.encode(errors.body(e)), headers)
 end
 
-local function in_thread(handler, module, fn, ...)
-  local ok, a, b = ngx.run_worker_thread(handler.thread_pool, module, fn, ...)
-  if not ok then
-    ngx.log(ngx.ERR, "kfsmtp: worker thread failed: ", tostring(a))
-    return nil, a
-  end
-  return a, b
+-- 503 with Retry-After: the server is out of room for now, which says
+-- nothing about the request (never a 401 for that).
+local RETRY_AFTER_S = 1
+local function busy()
+  return fail("unavailable", "The server is too busy to take this request now: try again after Retry-After seconds.",
+    { ["Retry-After"] = tostring(RETRY_AFTER_S) })
+end
+
+-- What ngx.run_worker_thread answers when it is out of room rather than
+-- broken: no Lua VM left in this worker (lua_worker_thread_vm_pool_size,
+-- shared by every pool), or the pool's queue full (max_queue).
+local OUT_OF_ROOM = { ["no available Lua vm"] = true, ["ngx_thread_task_post failed"] = true, ["no memory"] = true }
+
+-- in_thread(pool, module, fn, ...) --> the function's results
+--   | nil, "unavailable" | "internal", message
+local function in_thread(pool, module, fn, ...)
+  local ok, a, b = ngx.run_worker_thread(pool, module, fn, ...)
+  if ok then return a, b end
+  local room = OUT_OF_ROOM[a]
+  ngx.log(room and ngx.WARN or ngx.ERR, "kfsmtp: worker thread (", pool, "): ", tostring(a))
+  return nil, room and "unavailable" or "internal", tostring(a)
 end
 
 -- Credentials already checked in this worker, keyed by a SHA-1 of the
@@ -114,7 +128,8 @@ local function basic_credentials()
   return { username = name, password = password }
 end
 
--- permissions set | nil (not authenticated) | false, message (server fault)
+-- permissions set | nil (not authenticated)
+--   | false, "unavailable" | "internal", message (no verdict)
 local function authenticate(handler, creds)
   if handler.authenticate then
     local perms = handler.authenticate(creds)
@@ -127,14 +142,16 @@ local function authenticate(handler, creds)
   end
   if not handler.users_file or not creds then return nil end
   local list, why = users.load(handler.users_file)
-  if not list then return false, why end
+  if not list then return false, "internal", why end
   local user = list[creds.username:lower()]
   if not user then return nil end
   local key = ngx.sha1_bin(handler.users_file .. "\0" .. user.hash .. "\0" .. creds.username .. "\0" .. creds.password)
   local hit = verified[key]
   local now = ngx.now()
   if hit and hit > now then return user.permissions end
-  local ok = in_thread(handler, "kfsmtp.users", "verify", creds.password, user.hash)
+  local ok, kind
+  ok, kind, why = in_thread(handler.thread_pool, "kfsmtp.users", "verify", creds.password, user.hash)
+  if ok == nil then return false, kind, why end
   if not ok then return nil end
   if verified_count >= VERIFIED_MAX then verified, verified_count = {}, 0 end
   verified[key] = now + VERIFIED_TTL
@@ -234,10 +251,11 @@ function Handler:handle()
     return fail("not_found", "No such resource: the SMTP endpoints are " .. base .. "/SMTP and " .. base .. "/SMTP/Test.")
   end
 
-  local perms, why = authenticate(self, basic_credentials())
+  local perms, kind, why = authenticate(self, basic_credentials())
   if perms == false then
+    if kind == "unavailable" then return busy() end
     ngx.log(ngx.ERR, "kfsmtp: ", why)
-    return fail("internal", "The server's users file cannot be read; the administrator must fix it (see the server's error log).")
+    return fail("internal", "The server cannot check credentials: its users file or a worker thread failed (see the server's error log).")
   end
   if not perms then
     -- A script with its own sign-in form (X-Requested-With:
@@ -296,7 +314,7 @@ function Handler:handle()
   if not req then return done end
   local status, body
   if route.name == "smtp" then
-    status, body = in_thread(self, "kfsmtp.openresty", "run_update", self.store, req, api_version, details)
+    status, body = in_thread(self.thread_pool, "kfsmtp.openresty", "run_update", self.store, req, api_version, details)
   else
     -- QuitAfter (any letter case): kfsmtp's extra field for a check that
     -- sends no mail; not part of Keyfactor's API.
@@ -317,9 +335,10 @@ function Handler:handle()
       opts = copy(opts)
       opts.transcript = true
     end
-    status, body = in_thread(self, "kfsmtp.openresty", "run_test", self.store, req, opts, api_version, details)
+    status, body = in_thread(self.thread_pool, "kfsmtp.openresty", "run_test", self.store, req, opts, api_version, details)
   end
   if not status then
+    if body == "unavailable" then return busy() end
     return fail("internal", "The request could not be run (see the server's error log).")
   end
   return respond(status, body)
