@@ -21,6 +21,9 @@ error_log $dir/logs/error.log warn;
 daemon on;
 # SMTP tests and store writes run here, off the event loop.
 thread_pool kfsmtp threads=16 max_queue=256;
+# Password checks (PBKDF2, CPU-bound) have their own: a flood of guesses
+# cannot starve the pool above. kfsmtp lets at most 32 per worker wait.
+thread_pool kfsmtp_auth threads=2 max_queue=64;
 
 events { worker_connections 512; }
 
@@ -54,6 +57,7 @@ http {
           store = "$store",
           users_file = "$users",
           thread_pool = "kfsmtp",
+          auth_thread_pool = "kfsmtp_auth",
           $extra
         }
       }

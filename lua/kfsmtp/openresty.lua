@@ -1,19 +1,20 @@
 -- Keyfactor Command's SMTP endpoints under nginx + lua-nginx-module:
 --   GET {base}/SMTP, PUT {base}/SMTP, POST {base}/SMTP/Test
 --
---   location /KeyfactorAPI/ {
+--   location ~* ^/keyfactorapi/ {
 --     content_by_lua_block {
 --       require("kfsmtp.openresty").serve { store = "/var/lib/kfsmtp/profile.json",
---         users_file = "/etc/kfsmtp/users.json", thread_pool = "kfsmtp" }
+--         users_file = "/etc/kfsmtp/users.json", thread_pool = "kfsmtp",
+--         auth_thread_pool = "kfsmtp_auth" }
 --     }
 --   }
 --
 -- Checks run in this order: path (404), caller (401), X-Keyfactor-Requested-With
 -- (400), API version (400), method (405), permission (403), body type (415),
 -- size (413), syntax (400), fields. Slow or blocking work (PUT's fsync and
--- lock, the SMTP test, PBKDF2) runs in ngx.run_worker_thread, never on the
--- event loop. The functions named run_* are what those threads call; they
--- use no ngx API.
+-- lock, the SMTP test) runs in ngx.run_worker_thread, never on the event
+-- loop, and PBKDF2 in a pool of its own. The functions named run_* are
+-- what those threads call; they use no ngx API.
 local kfsmtp = require "kfsmtp"
 local errors = require "kfsmtp.errors"
 local json = kfsmtp.json
@@ -111,10 +112,126 @@ local function in_thread(pool, module, fn, ...)
   return nil, room and "unavailable" or "internal", tostring(a)
 end
 
--- Credentials already checked in this worker, keyed by a SHA-1 of the
--- users file's state, name and password (never the password itself).
-local verified, verified_count = {}, 0
-local VERIFIED_MAX, VERIFIED_TTL = 1024, 300
+---------------------------------------------------------------------------
+-- Callers' passwords. PBKDF2 is slow on purpose, and a flood of guesses
+-- must not turn good requests into 401s or starve PUT and Test:
+-- - checks run in their own thread pool (auth_thread_pool);
+-- - at most CHECKS_MAX checks wait or run per worker, CHECKS_PER_NAME for
+--   one name, so guesses at one name leave room for everyone else (and
+--   Lua VMs for PUT and Test); past either bound the answer is 503;
+-- - a right password is remembered, and so is a wrong one for a while:
+--   the same guess again costs no PBKDF2, nor does the same one at once;
+-- - an unknown name is checked against a dummy hash of the same cost, so
+--   that the time of a 401 does not tell which names exist.
+-- The memories are keyed by an HMAC, under a random key of this process,
+-- of the users file, the user's hash, the name and the password: never
+-- the password itself.
+local CHECKS_MAX, CHECKS_PER_NAME, CHECK_STALE_S = 32, 4, 60
+local DEFAULT_ITERATIONS = 100000 -- kfsmtp.core.password_hash's
+
+local function memory(max, ttl) return { max = max, ttl = ttl, n = 0, expires = {} } end
+local verified = memory(1024, 300)
+local failed = memory(4096, 30)
+
+local function recalls(m, key, now)
+  local t = m.expires[key]
+  return t ~= nil and t > now
+end
+
+local function remember(m, key, now)
+  if m.n >= m.max then m.expires, m.n = {}, 0 end
+  if m.expires[key] == nil then m.n = m.n + 1 end
+  m.expires[key] = now + m.ttl
+end
+
+local random_bytes -- 32 for the HMAC key, 16 for the dummy salt
+local function random()
+  if not random_bytes then
+    local f = assert(io.open("/dev/urandom", "rb"))
+    random_bytes = f:read(48)
+    f:close()
+  end
+  return random_bytes
+end
+
+-- The hash an unknown name is checked against: the users' own cost (their
+-- most iterations), a random salt, and a value no password yields.
+-- Built once per version of the users file.
+local dummies = setmetatable({}, { __mode = "k" })
+local function dummy_hash(list)
+  local d = dummies[list]
+  if d then return d end
+  local iterations = 0
+  for _, u in pairs(list) do
+    iterations = math.max(iterations, tonumber(u.hash:match("^pbkdf2%-sha256%$(%d+)%$")) or 0)
+  end
+  if iterations == 0 or iterations > 10000000 then iterations = DEFAULT_ITERATIONS end
+  local salt = random():sub(33, 48):gsub(".", function(c) return ("%02x"):format(c:byte()) end)
+  d = ("pbkdf2-sha256$%d$%s$%s"):format(iterations, salt, ("0"):rep(64))
+  dummies[list] = d
+  return d
+end
+
+-- Checks waiting or running: token --> { name =, started = }. One that
+-- never came back (its request aborted) stops counting after CHECK_STALE_S.
+local checks = {}
+local function admit(name, now)
+  local total, same = 0, 0
+  for token, c in pairs(checks) do
+    if now - c.started > CHECK_STALE_S then
+      checks[token] = nil
+    else
+      total = total + 1
+      if c.name == name then same = same + 1 end
+    end
+  end
+  if total >= CHECKS_MAX or same >= CHECKS_PER_NAME then return nil end
+  local token = { name = name, started = now }
+  checks[token] = token
+  return token
+end
+
+-- verify(handler, password, hash) --> true | false | nil, kind, message
+local function verify(handler, password, hash)
+  local ok, kind, why = in_thread(handler.auth_thread_pool, "kfsmtp.users", "verify", password, hash)
+  if ok == nil and kind == "internal" and handler.auth_thread_pool ~= handler.thread_pool
+      and why:find("^thread pool .* not found$") then
+    -- A configuration from before auth_thread_pool: share the other pool.
+    ngx.log(ngx.ERR, "kfsmtp: no thread_pool ", handler.auth_thread_pool,
+      " in nginx.conf: password checks share ", handler.thread_pool, " (define it so they cannot starve PUT and Test)")
+    handler.auth_thread_pool = handler.thread_pool
+    ok, kind, why = in_thread(handler.auth_thread_pool, "kfsmtp.users", "verify", password, hash)
+  end
+  return ok, kind, why
+end
+
+-- Checks of the same name and password at once (a client's parallel first
+-- requests, a flood repeating one guess) share one PBKDF2 and one slot:
+-- key --> { started =, waiting =, sema =, ok =, kind =, why = }.
+local pending = {}
+
+-- check(handler, key, name, password, hash, now) --> as verify
+local function check(handler, key, name, password, hash, now)
+  local p = pending[key]
+  if p and now - p.started <= CHECK_STALE_S then
+    p.waiting = p.waiting + 1
+    if not p.sema:wait(CHECK_STALE_S) then return nil, "unavailable" end
+    return p.ok, p.kind, p.why
+  end
+  local token = admit(name, now)
+  if not token then
+    ngx.log(ngx.INFO, "kfsmtp: too many password checks waiting: 503")
+    return nil, "unavailable"
+  end
+  -- Required here: worker threads load this module too, without ngx.semaphore.
+  p = { started = now, waiting = 0, sema = require("ngx.semaphore").new() }
+  pending[key] = p
+  p.ok, p.kind, p.why = verify(handler, password, hash)
+  checks[token] = nil
+  if pending[key] == p then pending[key] = nil end
+  if p.waiting > 0 then p.sema:post(p.waiting) end
+  return p.ok, p.kind, p.why
+end
 
 local function basic_credentials()
   local h = ngx.var.http_authorization
@@ -143,20 +260,23 @@ local function authenticate(handler, creds)
   if not handler.users_file or not creds then return nil end
   local list, why = users.load(handler.users_file)
   if not list then return false, "internal", why end
-  local user = list[creds.username:lower()]
-  if not user then return nil end
-  local key = ngx.sha1_bin(handler.users_file .. "\0" .. user.hash .. "\0" .. creds.username .. "\0" .. creds.password)
-  local hit = verified[key]
+  local name = creds.username:lower()
+  local user = list[name]
+  -- From here on a known and an unknown name take the same steps.
+  local hash = user and user.hash or dummy_hash(list)
+  local key = ngx.hmac_sha1(random():sub(1, 32), handler.users_file .. "\0" .. hash .. "\0" .. name .. "\0" .. creds.password)
   local now = ngx.now()
-  if hit and hit > now then return user.permissions end
+  if user and recalls(verified, key, now) then return user.permissions end
+  if recalls(failed, key, now) then return nil end
   local ok, kind
-  ok, kind, why = in_thread(handler.thread_pool, "kfsmtp.users", "verify", creds.password, user.hash)
+  ok, kind, why = check(handler, key, name, creds.password, hash, now)
   if ok == nil then return false, kind, why end
-  if not ok then return nil end
-  if verified_count >= VERIFIED_MAX then verified, verified_count = {}, 0 end
-  verified[key] = now + VERIFIED_TTL
-  verified_count = verified_count + 1
-  return user.permissions
+  if ok and user then
+    remember(verified, key, ngx.now())
+    return user.permissions
+  end
+  remember(failed, key, ngx.now())
+  return nil
 end
 
 local function read_body(handler)
@@ -345,12 +465,13 @@ function Handler:handle()
 end
 
 -- A handler's own options, and the test options it passes on.
-local HANDLER_KEYS = { "store", "users_file", "base", "thread_pool", "realm", "max_body" }
+local HANDLER_KEYS = { "store", "users_file", "base", "thread_pool", "auth_thread_pool", "realm", "max_body" }
 local OPTION_KEYS = { "connect_timeout_ms", "timeout_ms", "tls_verify", "ca_file", "helo", "pinned_pubkey" }
 
 -- new(opts) --> handler. opts: store, users_file or authenticate, base,
--- thread_pool, realm, max_body, and the test options of kfsmtp.test
--- (connect_timeout_ms, timeout_ms, tls_verify, ca_file, helo, pinned_pubkey).
+-- thread_pool, auth_thread_pool (password checks), realm, max_body, and
+-- the test options of kfsmtp.test (connect_timeout_ms, timeout_ms,
+-- tls_verify, ca_file, helo, pinned_pubkey).
 function _M.new(opts)
   opts = opts or {}
   if type(opts) ~= "table" then error("kfsmtp.openresty: opts must be a table", 2) end
@@ -360,6 +481,7 @@ function _M.new(opts)
     authenticate = opts.authenticate,
     base = (opts.base or "/KeyfactorAPI"):gsub("/$", ""),
     thread_pool = opts.thread_pool or "kfsmtp",
+    auth_thread_pool = opts.auth_thread_pool or "kfsmtp_auth",
     realm = opts.realm or "Keyfactor Command",
     max_body = opts.max_body or MAX_BODY,
     test_options = {},
