@@ -37,6 +37,8 @@ http {
   lua_package_path "$root/lua/?.lua;;";
   lua_package_cpath "$root/build/luajit/?.so;;";
   init_by_lua_block { require "kfsmtp.openresty" }
+  # Passwords checked (as HMACs), shared by the workers.
+  lua_shared_dict kfsmtp_auth 1m;
 
   server {
     listen 127.0.0.1:$port;
@@ -58,6 +60,7 @@ http {
           users_file = "$users",
           thread_pool = "kfsmtp",
           auth_thread_pool = "kfsmtp_auth",
+          auth_shared_dict = "kfsmtp_auth",
           $extra
         }
       }

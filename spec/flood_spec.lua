@@ -57,8 +57,8 @@ describe("a flood of wrong passwords for the administrator", function()
   it("never turns a good request into a 401 or a 500: 200, or 503 with Retry-After", function()
     local srv = H.start_nginx { users = users(), workers = 2 }
     finally(function() srv:stop() end)
-    -- The administrator was signed in before the flood (each worker checks
-    -- a password once); the readers were not.
+    -- The administrator was signed in before the flood (the workers share
+    -- what they checked); the readers were not.
     for _ = 1, 6 do assert.are.equal(200, (srv:request { user = ADMIN })) end
 
     local dir = H.tmpdir()
@@ -111,7 +111,7 @@ end)
 
 describe("a wrong password", function()
   local srv
-  setup(function() srv = H.start_nginx { users = users(), workers = 1 } end)
+  setup(function() srv = H.start_nginx { users = users(), workers = 2 } end)
   teardown(function() srv:stop() end)
 
   -- seconds the server took, as curl measured it, and the status
@@ -139,16 +139,19 @@ describe("a wrong password", function()
       ("known %.1f ms, unknown %.1f ms: the name's existence shows"):format(k, u))
   end)
 
-  it("repeated at once costs no second PBKDF2, and the right password still gets in", function()
+  it("repeated costs no second PBKDF2, in any worker, and the right password still gets in", function()
     local first, again = {}, {}
     for i = 1, 9 do
       local user = ("CORP\\admin:again-%d"):format(i)
       first[#first + 1] = timed(user)
-      again[#again + 1] = timed(user)
+      for _ = 1, 3 do again[#again + 1] = timed(user) end
     end
     local f, a = median(first), median(again)
-    report("wrong password, median of 9: first %.1f ms, repeated %.1f ms", f, a)
+    table.sort(again)
+    report("wrong password, median of 9: first %.1f ms, repeated (27) median %.1f ms, slowest %.1f ms", f, a, again[#again])
     assert.truthy(a < f / 2, ("first %.1f ms, repeated %.1f ms"):format(f, a))
+    -- Not one repeat paid for a PBKDF2 of its own (which would take f).
+    assert.truthy(again[#again - 2] < f / 2, ("repeats up to %.1f ms"):format(again[#again - 2]))
     assert.are.equal(200, select(2, timed(ADMIN)))
   end)
 end)

@@ -298,11 +298,13 @@ describe("concurrent PUTs from several nginx workers", function()
   end)
 end)
 
-describe("a configuration without the password checks' thread pool", function()
+describe("a configuration without the password checks' thread pool and shared dict", function()
   it("checks passwords in the other pool, and says so in the error log", function()
-    local srv = H.start_nginx { users = USERS, workers = 1, extra = 'auth_thread_pool = "kfsmtp_missing",' }
+    local srv = H.start_nginx { users = USERS, workers = 1, extra = 'auth_thread_pool = "kfsmtp_missing", auth_shared_dict = "kfsmtp_missing",' }
     finally(function() srv:stop() end)
     assert.are.equal(200, (srv:request { user = ADMIN }))
+    assert.are.equal(401, (srv:request { user = "reader:wrong-Passw0rd" }))
+    assert.are.equal(200, (srv:request { user = READER }))
     assert.are.equal(401, (srv:request { user = "reader:wrong-Passw0rd" }))
     assert.are.equal(200, (srv:request { user = READER }))
     assert.truthy(srv:logs():find("no thread_pool kfsmtp_missing in nginx.conf: password checks share kfsmtp", 1, true))

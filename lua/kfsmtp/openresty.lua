@@ -123,22 +123,30 @@ end
 --   the same guess again costs no PBKDF2, nor does the same one at once;
 -- - an unknown name is checked against a dummy hash of the same cost, so
 --   that the time of a 401 does not tell which names exist.
--- The memories are keyed by an HMAC, under a random key of this process,
--- of the users file, the user's hash, the name and the password: never
--- the password itself.
+-- The memories are keyed by an HMAC, under a random key, of the users
+-- file, the user's hash, the name and the password: never the password
+-- itself. With a lua_shared_dict (auth_shared_dict) the memories and
+-- their key are shared by every worker, so a password checked in one is
+-- known to all; without it each worker keeps its own.
 local CHECKS_MAX, CHECKS_PER_NAME, CHECK_STALE_S = 32, 4, 60
 local DEFAULT_ITERATIONS = 100000 -- kfsmtp.core.password_hash's
 
-local function memory(max, ttl) return { max = max, ttl = ttl, n = 0, expires = {} } end
-local verified = memory(1024, 300)
-local failed = memory(4096, 30)
+local function memory(prefix, max, ttl) return { prefix = prefix, max = max, ttl = ttl, n = 0, expires = {} } end
+local verified = memory("v", 1024, 300)
+local failed = memory("f", 4096, 30)
 
-local function recalls(m, key, now)
+-- shm is the shared dict or nil; a full one drops its oldest entries.
+local function recalls(shm, m, key, now)
+  if shm then return shm:get(m.prefix .. key) ~= nil end
   local t = m.expires[key]
   return t ~= nil and t > now
 end
 
-local function remember(m, key, now)
+local function remember(shm, m, key, now)
+  if shm then
+    shm:set(m.prefix .. key, true, m.ttl)
+    return
+  end
   if m.n >= m.max then m.expires, m.n = {}, 0 end
   if m.expires[key] == nil then m.n = m.n + 1 end
   m.expires[key] = now + m.ttl
@@ -152,6 +160,17 @@ local function random()
     f:close()
   end
   return random_bytes
+end
+
+-- The HMAC key: the first worker's, when they share a dict.
+local function hmac_key(shm)
+  if not shm then return random():sub(1, 32) end
+  local k = shm:get("hmac-key")
+  if not k then
+    shm:add("hmac-key", random():sub(1, 32))
+    k = shm:get("hmac-key") or random():sub(1, 32)
+  end
+  return k
 end
 
 -- The hash an unknown name is checked against: the users' own cost (their
@@ -264,18 +283,19 @@ local function authenticate(handler, creds)
   local user = list[name]
   -- From here on a known and an unknown name take the same steps.
   local hash = user and user.hash or dummy_hash(list)
-  local key = ngx.hmac_sha1(random():sub(1, 32), handler.users_file .. "\0" .. hash .. "\0" .. name .. "\0" .. creds.password)
+  local shm = ngx.shared[handler.auth_shared_dict]
+  local key = ngx.hmac_sha1(hmac_key(shm), handler.users_file .. "\0" .. hash .. "\0" .. name .. "\0" .. creds.password)
   local now = ngx.now()
-  if user and recalls(verified, key, now) then return user.permissions end
-  if recalls(failed, key, now) then return nil end
+  if user and recalls(shm, verified, key, now) then return user.permissions end
+  if recalls(shm, failed, key, now) then return nil end
   local ok, kind
   ok, kind, why = check(handler, key, name, creds.password, hash, now)
   if ok == nil then return false, kind, why end
   if ok and user then
-    remember(verified, key, ngx.now())
+    remember(shm, verified, key, ngx.now())
     return user.permissions
   end
-  remember(failed, key, ngx.now())
+  remember(shm, failed, key, ngx.now())
   return nil
 end
 
@@ -465,11 +485,12 @@ function Handler:handle()
 end
 
 -- A handler's own options, and the test options it passes on.
-local HANDLER_KEYS = { "store", "users_file", "base", "thread_pool", "auth_thread_pool", "realm", "max_body" }
+local HANDLER_KEYS = { "store", "users_file", "base", "thread_pool", "auth_thread_pool", "auth_shared_dict", "realm", "max_body" }
 local OPTION_KEYS = { "connect_timeout_ms", "timeout_ms", "tls_verify", "ca_file", "helo", "pinned_pubkey" }
 
 -- new(opts) --> handler. opts: store, users_file or authenticate, base,
--- thread_pool, auth_thread_pool (password checks), realm, max_body, and
+-- thread_pool, auth_thread_pool and auth_shared_dict (password checks),
+-- realm, max_body, and
 -- the test options of kfsmtp.test (connect_timeout_ms, timeout_ms,
 -- tls_verify, ca_file, helo, pinned_pubkey).
 function _M.new(opts)
@@ -482,6 +503,7 @@ function _M.new(opts)
     base = (opts.base or "/KeyfactorAPI"):gsub("/$", ""),
     thread_pool = opts.thread_pool or "kfsmtp",
     auth_thread_pool = opts.auth_thread_pool or "kfsmtp_auth",
+    auth_shared_dict = opts.auth_shared_dict or "kfsmtp_auth",
     realm = opts.realm or "Keyfactor Command",
     max_body = opts.max_body or MAX_BODY,
     test_options = {},
