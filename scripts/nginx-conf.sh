@@ -21,6 +21,9 @@ error_log $dir/logs/error.log warn;
 daemon on;
 # SMTP tests and store writes run here, off the event loop.
 thread_pool kfsmtp threads=16 max_queue=256;
+# Password checks (PBKDF2, CPU-bound) have their own: a flood of guesses
+# cannot starve the pool above. kfsmtp lets at most 32 per worker wait.
+thread_pool kfsmtp_auth threads=2 max_queue=64;
 
 events { worker_connections 512; }
 
@@ -34,6 +37,8 @@ http {
   lua_package_path "$root/lua/?.lua;;";
   lua_package_cpath "$root/build/luajit/?.so;;";
   init_by_lua_block { require "kfsmtp.openresty" }
+  # Passwords checked (as HMACs), shared by the workers.
+  lua_shared_dict kfsmtp_auth 1m;
 
   server {
     listen 127.0.0.1:$port;
@@ -43,19 +48,27 @@ http {
     client_body_buffer_size 128k;
     error_page 413 = @kfsmtp_too_large;
 
-    location /KeyfactorAPI/ {
+    # Another case of the page's path is sent to the page (which finds the
+    # API from its own address); regex locations are tried in this order.
+    location ~* ^/keyfactorapi/portal(/|\$) { return 301 /KeyfactorAPI/Portal/; }
+    # The API's paths match in any letter case, the base's too: a regex
+    # location (~*), since prefix locations are case-sensitive.
+    location ~* ^/keyfactorapi/ {
       content_by_lua_block {
         require("kfsmtp.openresty").serve {
           store = "$store",
           users_file = "$users",
           thread_pool = "kfsmtp",
+          auth_thread_pool = "kfsmtp_auth",
+          auth_shared_dict = "kfsmtp_auth",
           $extra
         }
       }
     }
     location = / { return 302 /KeyfactorAPI/Portal/; }
-    # The browser page: static files, a client of the API above.
-    location /KeyfactorAPI/Portal/ {
+    # The browser page: static files, a client of the API above. ^~ keeps
+    # the regex locations off its exact-case path.
+    location ^~ /KeyfactorAPI/Portal/ {
       alias $root/www/;
       index index.html;
       include /etc/nginx/mime.types;

@@ -3,15 +3,25 @@
 # lua-nginx-module, the working tree's store (./kfsmtp-store.json, shared
 # with bin/kfsmtp), a first administrator, and a loopback capture SMTP server
 # to try POST /SMTP/Test against, and the browser page at /KeyfactorAPI/Portal/.
-# Runs until Ctrl-C.
+# Runs until Ctrl-C. KFSMTP_ADMIN_PASSWORD chooses the administrator's
+# password; KFSMTP_SERVE_DIR (default ./serve-run) and KFSMTP_STORE move
+# the run folder and the store.
 set -eu
+# The password goes to `bin/kfsmtp user-add` alone: out of the environment
+# before anything starts, so nginx and the capture server never hold it.
+admin_password=${KFSMTP_ADMIN_PASSWORD:-}
+unset KFSMTP_ADMIN_PASSWORD KFSMTP_USER_PASSWORD
 cd "$(dirname "$0")/.."
 PORT=${PORT:-8080}
-run=$PWD/serve-run
-store=$PWD/kfsmtp-store.json
+run=${KFSMTP_SERVE_DIR:-$PWD/serve-run}
+store=${KFSMTP_STORE:-$PWD/kfsmtp-store.json}
 if [ -f "$run/logs/nginx.pid" ]; then
   nginx -p "$run" -c "$run/nginx.conf" -s stop 2>/dev/null || true
   sleep 0.3
+fi
+# Only a folder this script made (or an empty one) is wiped.
+if [ -d "$run" ] && [ ! -f "$run/nginx.conf" ] && [ -n "$(ls -A "$run")" ]; then
+  echo "$run is not a folder of make serve's: not removing it" >&2; exit 1
 fi
 rm -rf "$run"
 mkdir -p "$run/smtp"
@@ -32,11 +42,11 @@ done
 smtp_port=$(cat "$run/smtp/port")
 
 generated=""
-if [ -z "${KFSMTP_ADMIN_PASSWORD:-}" ]; then
-  KFSMTP_ADMIN_PASSWORD=$(openssl rand -base64 18 | tr -d '/+=' | cut -c1-20)
+if [ -z "$admin_password" ]; then
+  admin_password=$(openssl rand -base64 18 | tr -d '/+=' | cut -c1-20)
   generated=1
 fi
-KFSMTP_USER_PASSWORD=$KFSMTP_ADMIN_PASSWORD bin/kfsmtp user-add admin \
+KFSMTP_USER_PASSWORD=$admin_password bin/kfsmtp user-add admin \
   --users-file "$run/users.json" --permissions all > /dev/null
 
 sh scripts/nginx-conf.sh "$run" "$PORT" "$store" "$run/users.json" 2
@@ -48,7 +58,7 @@ kfsmtp API on $base (nginx, 2 workers; logs in serve-run/logs/)
 store: $store   users: serve-run/users.json   capture SMTP server: 127.0.0.1:$smtp_port
 MSG
 if [ -n "$generated" ]; then
-  echo "administrator: admin / $KFSMTP_ADMIN_PASSWORD   (generated, shown once; set KFSMTP_ADMIN_PASSWORD to choose it)"
+  echo "administrator: admin / $admin_password   (generated, shown once; set KFSMTP_ADMIN_PASSWORD to choose it)"
 else
   echo "administrator: admin / (the password in KFSMTP_ADMIN_PASSWORD)"
 fi
@@ -60,7 +70,7 @@ In a browser: http://127.0.0.1:$PORT/KeyfactorAPI/Portal/
 
 Or with curl (paste into another shell):
 
-  export KF_AUTH='admin:$( [ -n "$generated" ] && echo "$KFSMTP_ADMIN_PASSWORD" || echo '<password>')'
+  export KF_AUTH='admin:$( [ -n "$generated" ] && echo "$admin_password" || echo '<password>')'
   curl -s -u "\$KF_AUTH" -H 'X-Keyfactor-Requested-With: APIClient' $base/SMTP
   curl -s -u "\$KF_AUTH" -H 'X-Keyfactor-Requested-With: APIClient' -H 'Content-Type: application/json' \\
        -X PUT $base/SMTP \\

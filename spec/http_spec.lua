@@ -121,6 +121,28 @@ describe("the HTTP API", function()
     error_body(status, body, "0xA0530104", 404)
   end)
 
+  it("matches the base and the routes in any letter case; the page keeps its own", function()
+    local status, body, headers = ngx_srv:request { user = ADMIN, path = "/keyfactorapi/smtp" }
+    assert.are.equal(200, status, body)
+    assert.are.equal("application/json; charset=utf-8", headers["content-type"])
+    assert.are.same(GET_FIELDS, keys(cjson.decode(body)))
+    status, body = ngx_srv:request { user = ADMIN, path = "/KEYFACTORAPI/Smtp/" }
+    assert.are.equal(200, status, body)
+    status, body = ngx_srv:request { user = ADMIN, path = "/keyfactorapi/other" }
+    error_body(status, body, "0xA0530104", 404)
+    status, body, headers = ngx_srv:request { path = "/KeyfactorAPI/Portal/" }
+    assert.are.equal(200, status)
+    assert.truthy(headers["content-type"]:find("text/html", 1, true))
+    assert.truthy(body:find("<html", 1, true))
+    status = ngx_srv:request { path = "/KeyfactorAPI/Portal/smtp.js" }
+    assert.are.equal(200, status)
+    for _, path in ipairs { "/keyfactorapi/portal/", "/KEYFACTORAPI/PORTAL", "/KeyfactorAPI/Portal" } do
+      status, _, headers = ngx_srv:request { path = path }
+      assert.are.equal(301, status, path)
+      assert.truthy(headers.location:find("/KeyfactorAPI/Portal/$"), headers.location)
+    end
+  end)
+
   it("stores a JSON PUT, returns the profile without the password, and GET shows it", function()
     local status, body = put(cjson.encode { Host = "mail.example.com", Port = 587, UseSSL = true,
       RelayAuthenticationType = 2, RelayUsername = "svc", RelayPassword = SECRET,
@@ -155,6 +177,20 @@ describe("the HTTP API", function()
     assert.truthy(doc.Message:find("Host", 1, true))
     status, body = put('{"Id":2,"Host":"mail.example.com","SenderAccount":"kf@example.com"}')
     error_body(status, body, "0xA0530003", 404)
+  end)
+
+  it("answers 400 naming the nesting limit for a deeply nested body, on PUT and Test", function()
+    local deep = ('{"Host":"mail.example.com","SenderAccount":"kf@example.com","Extra":%s1%s}'):format(
+      ('{"a":'):rep(150), ("}"):rep(150))
+    for _, path in ipairs { "/KeyfactorAPI/SMTP", "/KeyfactorAPI/SMTP/Test" } do
+      local status, body = ngx_srv:request { method = path:find("Test") and "POST" or "PUT", path = path, user = ADMIN, body = deep }
+      local doc = error_body(status, body, "0xA0530004", 400)
+      assert.truthy(doc.Message:find("nested deeper than 20 levels", 1, true), doc.Message)
+    end
+    -- Just inside the limit: the unknown field is ignored as before.
+    local ok = ('{"Host":"mail.example.com","SenderAccount":"kf@example.com","Extra":%s1%s}'):format(
+      ('{"a":'):rep(18), ("}"):rep(18))
+    assert.are.equal(200, (put(ok)))
   end)
 
   it("answers 415 for other body types", function()
@@ -259,6 +295,19 @@ describe("concurrent PUTs from several nginx workers", function()
       { doc.Host, doc.SenderAccount, doc.RelayUsername, doc.RelayPassword, doc.SenderName })
     local left = H.sh("ls -A " .. H.q(srv.dir) .. " | grep -c tmp\\\\. || true")
     assert.are.equal("0", (left:gsub("%s+", "")))
+  end)
+end)
+
+describe("a configuration without the password checks' thread pool and shared dict", function()
+  it("checks passwords in the other pool, and says so in the error log", function()
+    local srv = H.start_nginx { users = USERS, workers = 1, extra = 'auth_thread_pool = "kfsmtp_missing", auth_shared_dict = "kfsmtp_missing",' }
+    finally(function() srv:stop() end)
+    assert.are.equal(200, (srv:request { user = ADMIN }))
+    assert.are.equal(401, (srv:request { user = "reader:wrong-Passw0rd" }))
+    assert.are.equal(200, (srv:request { user = READER }))
+    assert.are.equal(401, (srv:request { user = "reader:wrong-Passw0rd" }))
+    assert.are.equal(200, (srv:request { user = READER }))
+    assert.truthy(srv:logs():find("no thread_pool kfsmtp_missing in nginx.conf: password checks share kfsmtp", 1, true))
   end)
 end)
 

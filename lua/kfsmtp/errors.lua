@@ -47,6 +47,7 @@ local CODES = {
   too_large        = { "0xA0530113", 413 },
   media_type       = { "0xA0530115", 415 },
   internal         = { "0xA05301F4", 500 },
+  unavailable      = { "0xA05301F7", 503 },
 }
 _M.CODES = CODES
 
