@@ -5,15 +5,8 @@
  * into C buffers: nothing here can raise a Lua error inside libcurl. */
 #include <stdio.h>
 #include <string.h>
-#include <time.h>
 
 #include "delivery.h"
-
-static double dlv_now_ms(void) {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec * 1e3 + (double)ts.tv_nsec / 1e6;
-}
 
 static void dlv_reset(kf_delivery *d) {
     kf_buf *bufs[] = {&d->transcript, &d->greeting, &d->reply, &d->final_reply, &d->ehlo};
@@ -58,7 +51,7 @@ static int dlv_verb_is(const char *line, size_t n, const char *verb) {
 
 static void dlv_client_line(kf_delivery *d, const char *line, size_t n) {
     kf_buf *t = &d->transcript;
-    double now = dlv_now_ms();
+    double now = kf_clock_ms();
     int secret = 0;
 
     if (dlv_verb_is(line, n, "QUIT")) {
@@ -132,7 +125,7 @@ static void dlv_server_line(kf_delivery *d, const char *line, size_t n) {
     else if (d->stage == KF_STAGE_EHLO) kf_buf_line(&d->ehlo, line, n);
     if (d->body_bytes && d->final_reply.len == 0 && (n < 4 || line[3] != '-')) {
         kf_buf_append(&d->final_reply, line, n);
-        d->t_final = dlv_now_ms();
+        d->t_final = kf_clock_ms();
     }
 }
 
@@ -243,7 +236,7 @@ int kf_delivery_run(kf_delivery *d, const kf_delivery_req *req) {
     KF_SETOPT(&o, CURLOPT_PROTOCOLS_STR, "smtp,smtps");
     KF_SETOPT(&o, CURLOPT_NOSIGNAL, 1L);
     KF_SETOPT(&o, CURLOPT_CONNECTTIMEOUT_MS, req->connect_timeout_ms);
-    KF_SETOPT(&o, CURLOPT_TIMEOUT_MS, req->timeout_ms);
+    kf_deadline_options(&o, &d->deadline, req->timeout_ms);
     /* A test must test: a new connection and a full handshake every time. */
     KF_SETOPT(&o, CURLOPT_FRESH_CONNECT, 1L);
     KF_SETOPT(&o, CURLOPT_FORBID_REUSE, 1L);
@@ -285,9 +278,14 @@ int kf_delivery_run(kf_delivery *d, const kf_delivery_req *req) {
         }
     }
     if (o.code == CURLE_OK && rc == 0) {
-        d->t_start = dlv_now_ms();
+        d->t_start = kf_clock_ms();
         d->code = curl_easy_perform(h);
         if (d->code == CURLE_ABORTED_BY_CALLBACK && d->quit_done) d->code = CURLE_OK;
+        if (d->code == CURLE_ABORTED_BY_CALLBACK && d->deadline.hit) {
+            d->code = CURLE_OPERATION_TIMEDOUT;
+            snprintf(d->errbuf, sizeof d->errbuf, "no answer within timeout_ms (%ld ms)",
+                     req->timeout_ms);
+        }
         if (curl_easy_getinfo(h, CURLINFO_CONNECT_TIME_T, &t) == CURLE_OK) d->connect_us = (long)t;
         if (curl_easy_getinfo(h, CURLINFO_APPCONNECT_TIME_T, &t) == CURLE_OK) d->appconnect_us = (long)t;
         if (curl_easy_getinfo(h, CURLINFO_TOTAL_TIME_T, &t) == CURLE_OK) d->total_us = (long)t;

@@ -8,6 +8,7 @@
 
 #include "buffer.h"
 #include "curlopt.h"
+#include "deadline.h"
 #include "tls.h"
 #include "vocab.h"
 
@@ -32,6 +33,7 @@ typedef struct kf_delivery_req {
 typedef struct kf_delivery {
     CURL *curl;
     kf_curlopt refused; /* the option libcurl refused, after a run returned -2 */
+    kf_deadline deadline;
     char errbuf[CURL_ERROR_SIZE];
     CURLcode code;
     /* What the dialog showed, reset for every delivery. */

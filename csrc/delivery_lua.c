@@ -1,4 +1,4 @@
-/* deliver{...}: the Lua side of delivery.c. Reads the request through the
+/* deliver{...} and clock_ms(): the Lua side of delivery.c. Reads the request through the
  * door (every field checked before the network), runs it on the state's
  * kept handle, and turns what the dialog showed into the result table. */
 #include <string.h>
@@ -137,8 +137,16 @@ static int ldlv_deliver(lua_State *L) {
     return 1;
 }
 
+/* clock_ms() --> milliseconds on the monotonic clock deadlines use, so
+ * that Lua can share one deadline among the transfers of a test. */
+static int ldlv_clock_ms(lua_State *L) {
+    lua_pushnumber(L, (lua_Number)kf_clock_ms());
+    return 1;
+}
+
 static const luaL_Reg ldlv_functions[] = {
     {"deliver", ldlv_deliver},
+    {"clock_ms", ldlv_clock_ms},
     {NULL, NULL}};
 
 int kf_open_delivery(lua_State *L) {

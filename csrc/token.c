@@ -2,9 +2,11 @@
  * 3): one HTTPS POST through libcurl, the form encoded by libcurl, the
  * answer returned as it came (Lua decodes the JSON). Its own easy handle is
  * kept so that the parsed CA bundle is reused, as for deliveries. */
+#include <stdio.h>
 #include <string.h>
 
 #include "tls.h"
+#include "deadline.h"
 #include "token.h"
 
 static size_t tok_write(char *data, size_t size, size_t n, void *userp) {
@@ -33,6 +35,7 @@ CURLcode kf_token_fetch(kf_curlopt *o, const kf_token_req *req, kf_buf *body,
     kf_buf form = {0};
     struct curl_slist *headers = NULL;
     CURLcode rc = CURLE_OUT_OF_MEMORY;
+    kf_deadline deadline;
 
     /* Read by the caller whatever happens below. */
     errbuf[0] = '\0';
@@ -52,7 +55,7 @@ CURLcode kf_token_fetch(kf_curlopt *o, const kf_token_req *req, kf_buf *body,
     KF_SETOPT(o, CURLOPT_PROTOCOLS_STR, "https,http");
     KF_SETOPT(o, CURLOPT_NOSIGNAL, 1L);
     KF_SETOPT(o, CURLOPT_CONNECTTIMEOUT_MS, req->connect_timeout_ms);
-    KF_SETOPT(o, CURLOPT_TIMEOUT_MS, req->timeout_ms);
+    kf_deadline_options(o, &deadline, req->timeout_ms);
     kf_curl_verify_options(o, req->ca_file, req->tls_verify);
     KF_SETOPT(o, CURLOPT_FOLLOWLOCATION, 0L);
     KF_SETOPT(o, CURLOPT_POSTFIELDS, form.data);
@@ -63,6 +66,10 @@ CURLcode kf_token_fetch(kf_curlopt *o, const kf_token_req *req, kf_buf *body,
     KF_SETOPT(o, CURLOPT_ERRORBUFFER, errbuf);
     if (o->code == CURLE_OK) {
         rc = curl_easy_perform(o->curl);
+        if (rc == CURLE_ABORTED_BY_CALLBACK && deadline.hit) {
+            rc = CURLE_OPERATION_TIMEDOUT;
+            snprintf(errbuf, CURL_ERROR_SIZE, "no answer within timeout_ms (%ld ms)", req->timeout_ms);
+        }
         if (curl_easy_getinfo(o->curl, CURLINFO_RESPONSE_CODE, http_status) != CURLE_OK)
             *http_status = 0;
     }
@@ -72,6 +79,9 @@ CURLcode kf_token_fetch(kf_curlopt *o, const kf_token_req *req, kf_buf *body,
     KF_SETOPT(o, CURLOPT_HTTPHEADER, NULL);
     KF_SETOPT(o, CURLOPT_WRITEDATA, NULL);
     KF_SETOPT(o, CURLOPT_ERRORBUFFER, NULL);
+    /* The callback's data lives on this stack. */
+    KF_SETOPT(o, CURLOPT_XFERINFODATA, NULL);
+    KF_SETOPT(o, CURLOPT_NOPROGRESS, 1L);
     curl_slist_free_all(headers);
     kf_buf_wipe_free(&form);
     return o->code != CURLE_OK ? o->code : rc;

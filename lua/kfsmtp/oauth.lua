@@ -42,8 +42,16 @@ local function refused(r, doc)
       r.http_status, what, hint) })
 end
 
--- token(client, opts) --> token, from_cache | nil, nil, err (stage "token")
-function _M.token(client, opts)
+-- The error of a token fetch that had no time left, or ran out of it.
+function _M.timed_out(client, timeout_ms, detail)
+  return errors.new("token_timeout", { stage = "token", detail = detail,
+    Message = ("The token endpoint %s did not answer within timeout_ms (%d ms, which covers the token request and the delivery): check TokenEndpoint and the network path to it, or allow more time."):format(
+      client.endpoint, timeout_ms) })
+end
+
+-- token(client, opts, limits) --> token, from_cache | nil, nil, err (stage
+-- "token"); limits = { connect_timeout_ms, timeout_ms } for the request.
+function _M.token(client, opts, limits)
   local key = token_key(client)
   local cached = tokens[key]
   if cached and os_time() < cached.expires then return cached.token, true end
@@ -51,11 +59,13 @@ function _M.token(client, opts)
     endpoint = client.endpoint, client_id = client.client_id, client_secret = client.client_secret,
     scope = client.scope, audience = client.audience,
     ca_file = options.get(opts, "ca_file"), tls_verify = options.get(opts, "tls_verify"),
-    connect_timeout_ms = options.get(opts, "connect_timeout_ms"), timeout_ms = options.get(opts, "timeout_ms"),
+    connect_timeout_ms = limits.connect_timeout_ms, timeout_ms = limits.timeout_ms,
   }
   if not r.ok then
-    local timed_out = r.curl_code == core.CURLE.OPERATION_TIMEDOUT
-    return nil, nil, errors.new(timed_out and "token_timeout" or "token", { stage = "token",
+    if r.curl_code == core.CURLE.OPERATION_TIMEDOUT then
+      return nil, nil, _M.timed_out(client, options.get(opts, "timeout_ms"), r.curl_error)
+    end
+    return nil, nil, errors.new("token", { stage = "token",
       Message = ("The token endpoint %s could not be reached (%s): check TokenEndpoint and the network path to it."):format(
         client.endpoint, r.curl_error), detail = r.curl_error })
   end

@@ -8,7 +8,7 @@ local oauth = require "kfsmtp.oauth"
 local options = require "kfsmtp.options"
 local profile = require "kfsmtp.profile"
 
-local ipairs = ipairs
+local ipairs, ceil, min, floor = ipairs, math.ceil, math.min, math.floor
 
 local _M = {}
 
@@ -39,21 +39,56 @@ local function credentials(store, t, tls_mode)
   }
 end
 
+-- One deadline for the whole test (SPEC: timeout_ms covers the token
+-- fetch, the delivery, the one retry and QUIT): each transfer gets what is
+-- left of it. --> clock { started, deadline, connect_ms, token_ms }
+local function start_clock(opts)
+  local now = core.clock_ms()
+  return { started = now, deadline = now + options.get(opts, "timeout_ms"),
+    connect_ms = options.get(opts, "connect_timeout_ms"), token_ms = 0 }
+end
+
+-- Sets t.timeout_ms and t.connect_timeout_ms to what the clock has left;
+-- false when nothing is left.
+local function budget(clock, t)
+  local left = ceil(clock.deadline - core.clock_ms())
+  if left < 1 then return false end
+  t.timeout_ms, t.connect_timeout_ms = left, min(clock.connect_ms, left)
+  return true
+end
+
+-- A token within the test's deadline, its time counted in clock.token_ms.
+local function token_for(client, opts, clock)
+  local limits = {}
+  if not budget(clock, limits) then
+    return nil, nil, oauth.timed_out(client, options.get(opts, "timeout_ms"))
+  end
+  local t0 = core.clock_ms()
+  local token, cached, err = oauth.token(client, opts, limits)
+  clock.token_ms = clock.token_ms + (core.clock_ms() - t0)
+  return token, cached, err
+end
+
 -- Delivers, fetching the token first for type 3; a cached token the relay
--- refuses (revoked, or expired early) is replaced once.
+-- refuses (revoked, or expired early) is replaced once, if time is left.
 -- result of core.deliver | nil, err (stage "token").
-local function deliver(delivery, creds, opts)
-  if not creds.client then return core.deliver(delivery) end
-  local token, cached, err = oauth.token(creds.client, opts)
-  if not token then return nil, err end
-  delivery.bearer = token
-  local r = core.deliver(delivery)
-  if not r.ok and r.stage == "auth" and r.auth_sent and cached then
+local function deliver(d, creds, opts, clock)
+  local token, cached, err
+  if creds.client then
+    token, cached, err = token_for(creds.client, opts, clock)
+    if not token then return nil, err end
+    d.bearer = token
+  end
+  budget(clock, d)
+  local r = core.deliver(d)
+  if creds.client and not r.ok and r.stage == "auth" and r.auth_sent and cached then
     oauth.forget(creds.client)
-    local fresh, _, why = oauth.token(creds.client, opts)
+    local fresh, _, why = token_for(creds.client, opts, clock)
     if not fresh then return nil, why end
-    delivery.bearer = fresh
-    r = core.deliver(delivery)
+    d.bearer = fresh
+    -- Without time left, the refusal of the cached token is the answer.
+    if not budget(clock, d) then return r end
+    r = core.deliver(d)
   end
   return r
 end
@@ -106,15 +141,24 @@ local function warnings_of(r, d, quit_after)
   return warnings
 end
 
+-- The timings of a good test: the last delivery's stages, the token
+-- fetches, and the whole call.
+local function timings_of(r, clock)
+  local timings = r.timings
+  timings.token = floor(clock.token_ms * 1000 + 0.5) / 1000
+  timings.total = floor((core.clock_ms() - clock.started) * 1000 + 0.5) / 1000
+  return timings
+end
+
 -- The info of a good test: what happened, for a person to read.
-local function info_of(r, d, message_id)
+local function info_of(r, d, message_id, clock)
   local quit_after = d.quit_after
   local capabilities, mechanisms = offered(r.ehlo)
   return {
     quit_after = quit_after,
     capabilities = capabilities,
     auth_mechanisms_offered = mechanisms,
-    timings = r.timings,
+    timings = timings_of(r, clock),
     tls = tls_info(r, d.tls_mode),
     auth_mechanism = r.auth_mechanism ~= "" and r.auth_mechanism or "none",
     greeting = r.greeting,
@@ -134,6 +178,7 @@ function _M.run(store, req, opts)
   creds, err = credentials(store, t, options.get(opts, "tls_mode"))
   if not creds then return nil, err end
 
+  local clock = start_clock(opts)
   local tls_mode = options.tls_mode(opts, t)
   local message, message_id = core.compose {
     sender_name = t.SenderName, sender_account = t.SenderAccount,
@@ -146,13 +191,11 @@ function _M.run(store, req, opts)
     message = message, helo = options.helo(opts),
     ca_file = options.get(opts, "ca_file"), tls_verify = options.get(opts, "tls_verify"),
     pinned_pubkey = options.get(opts, "pinned_pubkey"),
-    connect_timeout_ms = options.get(opts, "connect_timeout_ms"),
-    timeout_ms = options.get(opts, "timeout_ms"),
     transcript = opts.transcript == true,
     quit_after = opts.quit_after,
   }
   local r
-  r, err = deliver(d, creds, opts)
+  r, err = deliver(d, creds, opts, clock)
   if not r then
     err.transcript = d.transcript and json.array() or nil
     return nil, err
@@ -161,12 +204,12 @@ function _M.run(store, req, opts)
     err = diagnosis.from_delivery(r, {
       host = t.Host, port = t.Port, tls_mode = tls_mode,
       sender = t.SenderAccount, recipient = t.TestRecipient, oauth = t.RelayAuthenticationType == profile.AUTH_OAUTH,
-      connect_timeout_ms = d.connect_timeout_ms, timeout_ms = d.timeout_ms,
+      connect_timeout_ms = clock.connect_ms, timeout_ms = options.get(opts, "timeout_ms"),
     })
     err.transcript = d.transcript and json.array(r.transcript) or nil
     return nil, err
   end
-  return profile.test_out(t), info_of(r, d, message_id)
+  return profile.test_out(t), info_of(r, d, message_id, clock)
 end
 
 return _M

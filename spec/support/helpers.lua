@@ -121,6 +121,25 @@ function H.start_smtp(opts)
   return s
 end
 
+-- spec/support/hostile.py: a session normal up to the fault its
+-- behaviour names (QUIT never answered, a dripped or endless final reply,
+-- every AUTH refused). start_hostile{ behaviour, greeting_delay_ms, oauth }
+function H.start_hostile(opts)
+  local dir = H.tmpdir()
+  H.exec(("%s%s spec/support/hostile.py --dir %s --behaviour %s --greeting-delay-ms %d %s > %s 2>&1 &"):format(
+    H.plain, H.python, H.q(dir), opts.behaviour, opts.greeting_delay_ms or 0, opts.oauth and "--oauth" or "",
+    H.q(dir .. "/log")))
+  local deadline = H.now_ms() + 10000
+  while not H.exists(dir .. "/port") do
+    assert(H.now_ms() < deadline, "hostile.py did not start: " .. (H.read(dir .. "/log") or ""))
+    H.sleep(0.02)
+  end
+  local s = setmetatable({ dir = dir }, Server)
+  s.port = tonumber(H.read(dir .. "/port"))
+  s.pid = tonumber(H.read(dir .. "/pid"))
+  return s
+end
+
 -- The suite's OAuth token endpoint (spec/support/token_server.py) over
 -- HTTPS with the throwaway CA: it issues a new token per request and
 -- writes the current one to dir/token, which start_smtp's

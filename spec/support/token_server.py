@@ -3,11 +3,13 @@
 
   /usr/bin/python3 spec/support/token_server.py --dir DIR --cert CERT --key KEY
       --client-id ID --client-secret-file F [--expires-in SECONDS] [--http]
-      [--host H] [--port N]
+      [--host H] [--port N] [--delay-ms N]
 
 Serves HTTPS (plain HTTP with --http, then --cert/--key are not needed) on
 127.0.0.1, an ephemeral port unless --port. The client secret is the first
 line of F, so it never appears in argv.
+
+--delay-ms holds every answer back that long (a slow endpoint).
 
 Any POST path is the token endpoint (the specs use /token). The body is
 application/x-www-form-urlencoded: grant_type=client_credentials, client_id,
@@ -48,6 +50,7 @@ import signal
 import ssl
 import sys
 import threading
+import time
 import urllib.parse
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
@@ -63,7 +66,8 @@ def atomic_write(path, data):
 
 
 class State:
-    def __init__(self, directory, client_id, client_secret, expires_in):
+    def __init__(self, directory, client_id, client_secret, expires_in, delay_ms=0):
+        self.delay_ms = delay_ms
         self.dir = directory
         self.client_id = client_id.encode("utf-8")
         self.client_secret = client_secret.encode("utf-8")
@@ -161,6 +165,7 @@ class TokenHandler(BaseHTTPRequestHandler):
         state = self.server.state
         state.count_request()
         body = self.discard_body()
+        time.sleep(state.delay_ms / 1000)
         try:
             form = urllib.parse.parse_qs(body.decode("utf-8"), keep_blank_values=True)
         except UnicodeDecodeError:
@@ -253,6 +258,7 @@ def parse_args(argv):
     p.add_argument("--client-secret-file", required=True, metavar="FILE",
                    help="the client secret is the first line of FILE")
     p.add_argument("--expires-in", type=int, default=3600, metavar="SECONDS")
+    p.add_argument("--delay-ms", type=int, default=0, metavar="N")
     args = p.parse_args(argv)
     if not args.http and not (args.cert and args.key):
         p.error("HTTPS needs --cert and --key (or use --http)")
@@ -276,7 +282,7 @@ def main(argv=None):
     signals = {signal.SIGTERM, signal.SIGINT}
     signal.pthread_sigmask(signal.SIG_BLOCK, signals)
 
-    state = State(directory, args.client_id, args.client_secret, args.expires_in)
+    state = State(directory, args.client_id, args.client_secret, args.expires_in, args.delay_ms)
     try:
         ctx = None
         if not args.http:

@@ -1,0 +1,141 @@
+#!/usr/bin/python3
+"""A deliberately hostile SMTP server for the deadline specs: what no real
+server can be made to do on purpose, after a session that is normal up to
+the point named by --behaviour.
+
+usage: hostile.py --dir DIR --behaviour B [--greeting-delay-ms N] [--oauth]
+
+  quit_silent         the message is accepted (250 queued); QUIT is never
+                      answered and the connection stays open
+  rcpt_refused_silent RCPT gets 550; QUIT is never answered
+  final_drip          the reply to the message's final dot comes one byte a
+                      second: "250 2.0.0 Ok: queued as DRIP"
+  final_flood         the final dot is answered with an endless stream of
+                      "250-flood" lines (for at most 120 s)
+  auth_refused        AUTH (any mechanism) gets 535 5.7.8; used with --oauth
+                      to refuse every access token
+
+--greeting-delay-ms holds the 220 greeting back. --oauth offers AUTH
+XOAUTH2 OAUTHBEARER in the EHLO reply. Every command line goes to
+DIR/commands.log (AUTH payloads as ***); DIR/port and DIR/pid as
+spec/support/smtpd.py writes them.
+"""
+import argparse
+import asyncio
+import os
+
+BEHAVIOURS = ["quit_silent", "rcpt_refused_silent", "final_drip", "final_flood", "auth_refused"]
+
+
+def atomic_write(path, data):
+    tmp = path + ".tmp"
+    with open(tmp, "w") as f:
+        f.write(data)
+    os.rename(tmp, path)
+
+
+class Session:
+    def __init__(self, args, reader, writer):
+        self.args, self.reader, self.writer = args, reader, writer
+        self.log = os.path.join(args.dir, "commands.log")
+
+    def note(self, line):
+        with open(self.log, "a") as f:
+            f.write(line + "\n")
+
+    async def send(self, text):
+        self.writer.write(text.encode())
+        await self.writer.drain()
+
+    async def hang(self):
+        # Keep the connection open, answering nothing, until the client goes.
+        while await self.reader.read(4096):
+            pass
+
+    async def final_reply(self):
+        b = self.args.behaviour
+        if b == "final_drip":
+            for ch in "250 2.0.0 Ok: queued as DRIP\r\n":
+                await self.send(ch)
+                await asyncio.sleep(1)
+        elif b == "final_flood":
+            loop = asyncio.get_running_loop()
+            end = loop.time() + 120
+            while loop.time() < end:
+                await self.send("250-flood\r\n" * 64)
+                await asyncio.sleep(0.01)
+        else:
+            await self.send("250 2.0.0 Ok: queued as HOSTILE\r\n")
+
+    async def run(self):
+        await asyncio.sleep(self.args.greeting_delay_ms / 1000)
+        await self.send("220 hostile.example ESMTP\r\n")
+        b = self.args.behaviour
+        while True:
+            raw = await self.reader.readline()
+            if not raw:
+                return
+            line = raw.decode("latin-1").rstrip("\r\n")
+            verb = line.split(" ", 1)[0].upper()
+            self.note("AUTH ***" if verb == "AUTH" else line)
+            if verb in ("EHLO", "HELO"):
+                await self.send("250-hostile.example\r\n" +
+                                ("250-AUTH XOAUTH2 OAUTHBEARER\r\n" if self.args.oauth else "") +
+                                "250 8BITMIME\r\n")
+            elif verb == "AUTH":
+                if b == "auth_refused":
+                    await self.send("535 5.7.8 Authentication credentials invalid\r\n")
+                else:
+                    await self.send("235 2.7.0 Authentication successful\r\n")
+            elif verb == "MAIL":
+                await self.send("250 2.1.0 Ok\r\n")
+            elif verb == "RCPT":
+                if b == "rcpt_refused_silent":
+                    await self.send("550 5.1.1 <nobody@example.com>: Recipient address rejected\r\n")
+                else:
+                    await self.send("250 2.1.5 Ok\r\n")
+            elif verb == "DATA":
+                await self.send("354 End data with <CR><LF>.<CR><LF>\r\n")
+                while True:
+                    body = await self.reader.readline()
+                    if not body or body in (b".\r\n", b".\n"):
+                        break
+                self.note("[message]")
+                await self.final_reply()
+            elif verb == "QUIT":
+                if b in ("quit_silent", "rcpt_refused_silent"):
+                    await self.hang()
+                    return
+                await self.send("221 2.0.0 Bye\r\n")
+                return
+            elif verb in ("RSET", "NOOP"):
+                await self.send("250 2.0.0 Ok\r\n")
+            else:
+                await self.send("502 5.5.2 Error: command not recognized\r\n")
+
+
+async def main():
+    p = argparse.ArgumentParser()
+    p.add_argument("--dir", required=True)
+    p.add_argument("--behaviour", choices=BEHAVIOURS, required=True)
+    p.add_argument("--greeting-delay-ms", type=int, default=0)
+    p.add_argument("--oauth", action="store_true")
+    args = p.parse_args()
+
+    async def handle(reader, writer):
+        try:
+            await Session(args, reader, writer).run()
+        except (ConnectionError, asyncio.IncompleteReadError):
+            pass
+        finally:
+            writer.close()
+
+    server = await asyncio.start_server(handle, "127.0.0.1", 0)
+    atomic_write(os.path.join(args.dir, "pid"), str(os.getpid()))
+    atomic_write(os.path.join(args.dir, "port"), str(server.sockets[0].getsockname()[1]))
+    async with server:
+        await server.serve_forever()
+
+
+if __name__ == "__main__":
+    asyncio.run(main())
