@@ -17,6 +17,7 @@ static const luaL_Reg core_parts[] = {
     {"token", kf_open_token},
     {"store", kf_open_store},
     {"password", kf_open_password},
+    {"encode", kf_open_encode},
     {NULL, NULL}};
 
 static pthread_once_t core_curl_once = PTHREAD_ONCE_INIT;

@@ -13,5 +13,6 @@ KF_HIDDEN int kf_open_delivery(lua_State *L); /* deliver */
 KF_HIDDEN int kf_open_token(lua_State *L);    /* fetch_token */
 KF_HIDDEN int kf_open_store(lua_State *L);    /* store_* and the lock object */
 KF_HIDDEN int kf_open_password(lua_State *L); /* password_hash, password_verify */
+KF_HIDDEN int kf_open_encode(lua_State *L);   /* base64, url_escape */
 
 #endif

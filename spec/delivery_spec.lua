@@ -336,6 +336,18 @@ describe("a plain server on an implicit-TLS setting", function()
   end)
 end)
 
+describe("a relay that accepts STARTTLS and goes on in plain text", function()
+  it("is named as broken TLS, and the fix is not to turn TLS off", function()
+    local srv = H.start_hostile { behaviour = "starttls_plain" }
+    finally(function() srv:stop() end)
+    local _, err = store():test(request(srv, { UseSSL = true }), { timeout_ms = 5000 })
+    assert.are.equal("tls", err.stage)
+    assert.are.equal("0xA0530030", err.ErrorCode)
+    assert.truthy(err.Message:find("accepted STARTTLS but then answered in plain text", 1, true), err.Message)
+    assert.truthy(err.Message:find("do not set UseSSL to false", 1, true), err.Message)
+  end)
+end)
+
 describe("an unreachable or silent server", function()
   it("a closed port fails at connect, at once", function()
     local t0 = H.now_ms()

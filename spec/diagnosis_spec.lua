@@ -136,6 +136,13 @@ describe("diagnosis.from_delivery, stage tls", function()
     end
   end)
 
+  it("plain text after an accepted STARTTLS is a broken relay, never a reason to turn TLS off", function()
+    diagnosed(tls_failure(SSL_CONNECT_ERROR, "OpenSSL SSL_connect: error:0A00010B:SSL routines::wrong version number"),
+      { tls_mode = "starttls", port = 587 },
+      { kind = "tls", status = 502, says = { "accepted STARTTLS but then answered in plain text",
+        "do not set UseSSL to false" }, not_says = { "Set UseSSL to false" } })
+  end)
+
   it("an unexpected EOF is tls_mode only with implicit TLS after the server spoke", function()
     local eof = "error:0A000126:SSL routines::unexpected eof while reading"
     diagnosed(tls_failure(SSL_CONNECT_ERROR, eof), { tls_mode = "implicit", port = 25 },

@@ -4,6 +4,7 @@
 local core = require "kfsmtp.core"
 local diagnosis = require "kfsmtp.diagnosis"
 local json = require "kfsmtp.json"
+local mask = require "kfsmtp.mask"
 local oauth = require "kfsmtp.oauth"
 local options = require "kfsmtp.options"
 local profile = require "kfsmtp.profile"
@@ -71,13 +72,15 @@ end
 
 -- Delivers, fetching the token first for type 3; a cached token the relay
 -- refuses (revoked, or expired early) is replaced once, if time is left.
--- result of core.deliver | nil, err (stage "token").
-local function deliver(d, creds, opts, clock)
+-- Every token used is added to sent. result of core.deliver | nil, err
+-- (stage "token").
+local function deliver(d, creds, opts, clock, sent)
   local token, cached, err
   if creds.client then
     token, cached, err = token_for(creds.client, opts, clock)
     if not token then return nil, err end
     d.bearer = token
+    sent[#sent + 1] = token
   end
   budget(clock, d)
   local r = core.deliver(d)
@@ -86,6 +89,7 @@ local function deliver(d, creds, opts, clock)
     local fresh, _, why = token_for(creds.client, opts, clock)
     if not fresh then return nil, why end
     d.bearer = fresh
+    sent[#sent + 1] = fresh
     -- Without time left, the refusal of the cached token is the answer.
     if not budget(clock, d) then return r end
     r = core.deliver(d)
@@ -194,11 +198,14 @@ function _M.run(store, req, opts)
     transcript = opts.transcript == true,
     quit_after = opts.quit_after,
   }
+  -- The secrets this test sends, masked in all it returns.
+  local sent = { creds.password or false, creds.client and creds.client.client_secret or false }
   local r
-  r, err = deliver(d, creds, opts, clock)
+  r, err = deliver(d, creds, opts, clock, sent)
+  local needles = mask.needles(sent)
   if not r then
     err.transcript = d.transcript and json.array() or nil
-    return nil, err
+    return nil, mask.mask(err, needles)
   end
   if not r.ok then
     err = diagnosis.from_delivery(r, {
@@ -207,9 +214,9 @@ function _M.run(store, req, opts)
       connect_timeout_ms = clock.connect_ms, timeout_ms = options.get(opts, "timeout_ms"),
     })
     err.transcript = d.transcript and json.array(r.transcript) or nil
-    return nil, err
+    return nil, mask.mask(err, needles)
   end
-  return profile.test_out(t), info_of(r, d, message_id, clock)
+  return profile.test_out(t), mask.mask(info_of(r, d, message_id, clock), needles)
 end
 
 return _M

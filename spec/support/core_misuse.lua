@@ -27,6 +27,9 @@ local function text(max, optional)
   end
 end
 local function bytes(v) return type(v) == "string" end
+local function short_bytes(max)
+  return function(v) return type(v) == "string" and #v <= max end
+end
 local function int(min, max)
   return function(v)
     if v == nil then return true end -- every integer has a default
@@ -114,6 +117,8 @@ function M.calls(core, ctx)
     { fn = "password_verify", base = { "correct horse", hash },
       args = { { "password", bytes }, { "hash", text(ANY) } } },
     { fn = "lock:release", call = lock.release, base = { lock }, args = { { "self", never } } },
+    { fn = "base64", base = { "secret" }, args = { { "value", short_bytes(TOKEN) } } },
+    { fn = "url_escape", base = { "secret" }, args = { { "value", short_bytes(TOKEN) } } },
   }
 end
 

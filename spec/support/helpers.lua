@@ -123,12 +123,13 @@ end
 
 -- spec/support/hostile.py: a session normal up to the fault its
 -- behaviour names (QUIT never answered, a dripped or endless final reply,
--- every AUTH refused). start_hostile{ behaviour, greeting_delay_ms, oauth }
+-- every AUTH refused or echoed).
+-- start_hostile{ behaviour, greeting_delay_ms, oauth, mechs = "PLAIN LOGIN" }
 function H.start_hostile(opts)
   local dir = H.tmpdir()
-  H.exec(("%s%s spec/support/hostile.py --dir %s --behaviour %s --greeting-delay-ms %d %s > %s 2>&1 &"):format(
+  H.exec(("%s%s spec/support/hostile.py --dir %s --behaviour %s --greeting-delay-ms %d %s --mechs %s > %s 2>&1 &"):format(
     H.plain, H.python, H.q(dir), opts.behaviour, opts.greeting_delay_ms or 0, opts.oauth and "--oauth" or "",
-    H.q(dir .. "/log")))
+    H.q(opts.mechs or ""), H.q(dir .. "/log")))
   local deadline = H.now_ms() + 10000
   while not H.exists(dir .. "/port") do
     assert(H.now_ms() < deadline, "hostile.py did not start: " .. (H.read(dir .. "/log") or ""))

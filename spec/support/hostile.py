@@ -4,6 +4,7 @@ server can be made to do on purpose, after a session that is normal up to
 the point named by --behaviour.
 
 usage: hostile.py --dir DIR --behaviour B [--greeting-delay-ms N] [--oauth]
+                  [--mechs "PLAIN LOGIN"]
 
   quit_silent         the message is accepted (250 queued); QUIT is never
                       answered and the connection stays open
@@ -14,17 +15,26 @@ usage: hostile.py --dir DIR --behaviour B [--greeting-delay-ms N] [--oauth]
                       "250-flood" lines (for at most 120 s)
   auth_refused        AUTH (any mechanism) gets 535 5.7.8; used with --oauth
                       to refuse every access token
+  starttls_plain      STARTTLS is offered and answered 220, and then the
+                      session goes on in plain text (the ClientHello gets a
+                      500), as a broken relay or an inspecting firewall does
+  echo_auth           AUTH PLAIN, LOGIN or XOAUTH2 gets a 535 that repeats
+                      what the client sent: each base64 line as received,
+                      and the password or token decoded
 
 --greeting-delay-ms holds the 220 greeting back. --oauth offers AUTH
-XOAUTH2 OAUTHBEARER in the EHLO reply. Every command line goes to
+XOAUTH2 OAUTHBEARER in the EHLO reply; --mechs offers these mechanisms. Every command line goes to
 DIR/commands.log (AUTH payloads as ***); DIR/port and DIR/pid as
 spec/support/smtpd.py writes them.
 """
 import argparse
 import asyncio
+import base64
+import binascii
 import os
 
-BEHAVIOURS = ["quit_silent", "rcpt_refused_silent", "final_drip", "final_flood", "auth_refused"]
+BEHAVIOURS = ["quit_silent", "rcpt_refused_silent", "final_drip", "final_flood", "auth_refused",
+              "echo_auth", "starttls_plain"]
 
 
 def atomic_write(path, data):
@@ -44,13 +54,44 @@ class Session:
             f.write(line + "\n")
 
     async def send(self, text):
-        self.writer.write(text.encode())
+        # Bytes as received go back as they came (latin-1 is byte for byte).
+        self.writer.write(text.encode("latin-1"))
         await self.writer.drain()
 
     async def hang(self):
         # Keep the connection open, answering nothing, until the client goes.
         while await self.reader.read(4096):
             pass
+
+    async def line(self):
+        raw = await self.reader.readline()
+        return raw.decode("latin-1").rstrip("\r\n")
+
+    async def echo_auth(self, line):
+        """535 repeating every base64 line the client sent, and its secret
+        decoded: the PLAIN password, the LOGIN password, the bearer token."""
+        parts = line.split(" ")
+        mech = parts[1].upper() if len(parts) > 1 else ""
+        sent = parts[2:3]
+        if mech == "LOGIN":
+            for prompt in ([] if sent else ["VXNlcm5hbWU6"]) + ["UGFzc3dvcmQ6"]:
+                await self.send("334 %s\r\n" % prompt)
+                sent.append(await self.line())
+        elif not sent:
+            await self.send("334 \r\n")
+            sent.append(await self.line())
+        try:
+            decoded = base64.b64decode(sent[-1]).decode("latin-1")
+        except (binascii.Error, ValueError):
+            decoded = ""
+        if mech == "PLAIN":
+            secret = decoded.split("\0")[-1]
+        elif mech == "XOAUTH2":
+            secret = decoded.split("auth=Bearer ")[-1].rstrip("\x01")
+        else:
+            secret = decoded
+        await self.send("".join("535-5.7.8 you sent %s\r\n" % s for s in sent) +
+                        "535 5.7.8 Authentication failed for secret %s\r\n" % secret)
 
     async def final_reply(self):
         b = self.args.behaviour
@@ -79,11 +120,15 @@ class Session:
             verb = line.split(" ", 1)[0].upper()
             self.note("AUTH ***" if verb == "AUTH" else line)
             if verb in ("EHLO", "HELO"):
+                mechs = ("XOAUTH2 OAUTHBEARER " if self.args.oauth else "") + (self.args.mechs or "")
                 await self.send("250-hostile.example\r\n" +
-                                ("250-AUTH XOAUTH2 OAUTHBEARER\r\n" if self.args.oauth else "") +
+                                ("250-STARTTLS\r\n" if b == "starttls_plain" else "") +
+                                ("250-AUTH %s\r\n" % mechs.strip() if mechs.strip() else "") +
                                 "250 8BITMIME\r\n")
             elif verb == "AUTH":
-                if b == "auth_refused":
+                if b == "echo_auth":
+                    await self.echo_auth(line)
+                elif b == "auth_refused":
                     await self.send("535 5.7.8 Authentication credentials invalid\r\n")
                 else:
                     await self.send("235 2.7.0 Authentication successful\r\n")
@@ -108,6 +153,10 @@ class Session:
                     return
                 await self.send("221 2.0.0 Bye\r\n")
                 return
+            elif verb == "STARTTLS" and b == "starttls_plain":
+                await self.send("220 2.0.0 Ready to start TLS\r\n")
+                await self.reader.read(4096)  # the ClientHello, answered in plain text
+                await self.send("500 5.5.1 Error: command not recognized\r\n")
             elif verb in ("RSET", "NOOP"):
                 await self.send("250 2.0.0 Ok\r\n")
             else:
@@ -120,6 +169,7 @@ async def main():
     p.add_argument("--behaviour", choices=BEHAVIOURS, required=True)
     p.add_argument("--greeting-delay-ms", type=int, default=0)
     p.add_argument("--oauth", action="store_true")
+    p.add_argument("--mechs", default="")
     args = p.parse_args()
 
     async def handle(reader, writer):

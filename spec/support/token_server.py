@@ -10,6 +10,8 @@ Serves HTTPS (plain HTTP with --http, then --cert/--key are not needed) on
 line of F, so it never appears in argv.
 
 --delay-ms holds every answer back that long (a slow endpoint).
+--echo-secret quotes a refused client secret, decoded and as sent, in the
+401's error and error_description (a careless endpoint).
 
 Any POST path is the token endpoint (the specs use /token). The body is
 application/x-www-form-urlencoded: grant_type=client_credentials, client_id,
@@ -45,6 +47,7 @@ import binascii
 import hmac
 import json
 import os
+import re
 import secrets
 import signal
 import ssl
@@ -66,8 +69,10 @@ def atomic_write(path, data):
 
 
 class State:
-    def __init__(self, directory, client_id, client_secret, expires_in, delay_ms=0):
+    def __init__(self, directory, client_id, client_secret, expires_in, delay_ms=0,
+                 echo_secret=False):
         self.delay_ms = delay_ms
+        self.echo_secret = echo_secret
         self.dir = directory
         self.client_id = client_id.encode("utf-8")
         self.client_secret = client_secret.encode("utf-8")
@@ -200,9 +205,14 @@ class TokenHandler(BaseHTTPRequestHandler):
                                      "grant type '%s'." % grant_type,
             }
         elif not state.client_ok(client_id, client_secret):
+            description = "AADSTS7000215: Invalid client secret provided."
+            if state.echo_secret:
+                # A careless endpoint: the secret as decoded, and as sent.
+                raw = re.search(r"(?:^|&)client_secret=([^&]*)", body.decode("latin-1"))
+                description += " Secret: %s (sent as %s)" % (client_secret, raw.group(1) if raw else "")
             status, reply = 401, {
-                "error": "invalid_client",
-                "error_description": "AADSTS7000215: Invalid client secret provided.",
+                "error": "invalid_client" + (" " + client_secret if state.echo_secret else ""),
+                "error_description": description,
             }
         else:
             status, reply = 200, {
@@ -259,6 +269,8 @@ def parse_args(argv):
                    help="the client secret is the first line of FILE")
     p.add_argument("--expires-in", type=int, default=3600, metavar="SECONDS")
     p.add_argument("--delay-ms", type=int, default=0, metavar="N")
+    p.add_argument("--echo-secret", action="store_true",
+                   help="quote a refused client secret in error and error_description")
     args = p.parse_args(argv)
     if not args.http and not (args.cert and args.key):
         p.error("HTTPS needs --cert and --key (or use --http)")
@@ -282,7 +294,8 @@ def main(argv=None):
     signals = {signal.SIGTERM, signal.SIGINT}
     signal.pthread_sigmask(signal.SIG_BLOCK, signals)
 
-    state = State(directory, args.client_id, args.client_secret, args.expires_in, args.delay_ms)
+    state = State(directory, args.client_id, args.client_secret, args.expires_in, args.delay_ms,
+                  args.echo_secret)
     try:
         ctx = None
         if not args.http:
