@@ -41,7 +41,9 @@ stds.ngx_lua_0_10_21 = {
     ngx = { fields = { "run_worker_thread" } },
   },
 }
-files["lua/kfsmtp/openresty.lua"] = { std = "ngx_lua+ngx_lua_0_10_21" }
+for _, f in ipairs { "openresty", "callers", "worker_thread" } do
+  files["lua/kfsmtp/" .. f .. ".lua"] = { std = "ngx_lua+ngx_lua_0_10_21" }
+end
 
 -- Specs: busted's globals (describe, it, setup, teardown, finally, the
 -- luassert assert/spy/stub/mock, ...).

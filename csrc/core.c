@@ -10,15 +10,9 @@
 #include "version.h"
 #include "vocab.h"
 
-static const luaL_Reg core_parts[] = {
-    {"validate", kf_open_validate},
-    {"message", kf_open_message},
-    {"delivery", kf_open_delivery},
-    {"token", kf_open_token},
-    {"store", kf_open_store},
-    {"password", kf_open_password},
-    {"encode", kf_open_encode},
-    {NULL, NULL}};
+static const luaL_Reg *const core_parts[] = {
+    kf_validate_functions, kf_message_functions, kf_delivery_functions, kf_token_functions,
+    kf_store_functions, kf_password_functions, kf_encode_functions, NULL};
 
 static pthread_once_t core_curl_once = PTHREAD_ONCE_INIT;
 static CURLcode core_curl_init_result;
@@ -67,14 +61,14 @@ static void core_push_vocabulary(lua_State *L) {
 KF_EXPORT int luaopen_kfsmtp_core(lua_State *L);
 
 int luaopen_kfsmtp_core(lua_State *L) {
-    const luaL_Reg *part;
+    const luaL_Reg *const *part;
     const curl_version_info_data *v;
     pthread_once(&core_curl_once, core_curl_init);
     if (core_curl_init_result != CURLE_OK)
         return luaL_error(L, "kfsmtp.core: curl_global_init failed: %s",
                           curl_easy_strerror(core_curl_init_result));
     lua_newtable(L);
-    for (part = core_parts; part->name; part++) part->func(L);
+    for (part = core_parts; *part; part++) luaL_setfuncs(L, *part, 0);
     lua_pushstring(L, KFSMTP_VERSION);
     lua_setfield(L, -2, "version");
     core_push_vocabulary(L);

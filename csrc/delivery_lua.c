@@ -1,7 +1,9 @@
-/* deliver{...} and clock_ms(): the Lua side of delivery.c. Reads the request through the
+/* deliver{...}, clock_ms() and hostname(): the Lua side of delivery.c. Reads the request through the
  * door (every field checked before the network), runs it on the state's
  * kept handle, and turns what the dialog showed into the result table. */
+#include <errno.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "parts.h"
 #include "session.h"
@@ -137,6 +139,15 @@ static int ldlv_deliver(lua_State *L) {
     return 1;
 }
 
+/* hostname() --> this machine's name, the default EHLO name. */
+static int ldlv_hostname(lua_State *L) {
+    char name[256];
+    if (gethostname(name, sizeof name) != 0) return kf_fail(L, "gethostname", errno);
+    name[sizeof name - 1] = '\0';
+    lua_pushstring(L, name);
+    return 1;
+}
+
 /* clock_ms() --> milliseconds on the monotonic clock deadlines use, so
  * that Lua can share one deadline among the transfers of a test. */
 static int ldlv_clock_ms(lua_State *L) {
@@ -144,12 +155,8 @@ static int ldlv_clock_ms(lua_State *L) {
     return 1;
 }
 
-static const luaL_Reg ldlv_functions[] = {
+const luaL_Reg kf_delivery_functions[] = {
     {"deliver", ldlv_deliver},
     {"clock_ms", ldlv_clock_ms},
+    {"hostname", ldlv_hostname},
     {NULL, NULL}};
-
-int kf_open_delivery(lua_State *L) {
-    luaL_setfuncs(L, ldlv_functions, 0);
-    return 0;
-}

@@ -41,12 +41,7 @@ static int lenc_url_escape(lua_State *L) {
     return 1;
 }
 
-static const luaL_Reg lenc_functions[] = {
+const luaL_Reg kf_encode_functions[] = {
     {"base64", lenc_base64},
     {"url_escape", lenc_url_escape},
     {NULL, NULL}};
-
-int kf_open_encode(lua_State *L) {
-    luaL_setfuncs(L, lenc_functions, 0);
-    return 0;
-}

@@ -34,11 +34,6 @@ static int lmsg_compose(lua_State *L) {
     return 2;
 }
 
-static const luaL_Reg lmsg_functions[] = {
+const luaL_Reg kf_message_functions[] = {
     {"compose", lmsg_compose},
     {NULL, NULL}};
-
-int kf_open_message(lua_State *L) {
-    luaL_setfuncs(L, lmsg_functions, 0);
-    return 0;
-}

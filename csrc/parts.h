@@ -1,18 +1,18 @@
-/* The parts of kfsmtp.core, each opened by core.c from one list. A part's
- * kf_open_* (in its *_lua.c) adds the part's functions to the module table
- * on top of the stack, and registers the metatables its objects use. */
+/* The parts of kfsmtp.core, each opened by core.c from one list: a part's
+ * *_lua.c exports its functions as one luaL_Reg array, and makes the
+ * metatables its objects use when it makes the first object. */
 #ifndef KFSMTP_PARTS_H
 #define KFSMTP_PARTS_H
 
 #include "compat.h"
 #include "kfsmtp.h"
 
-KF_HIDDEN int kf_open_validate(lua_State *L); /* check_*, hostname */
-KF_HIDDEN int kf_open_message(lua_State *L);  /* compose */
-KF_HIDDEN int kf_open_delivery(lua_State *L); /* deliver */
-KF_HIDDEN int kf_open_token(lua_State *L);    /* fetch_token */
-KF_HIDDEN int kf_open_store(lua_State *L);    /* store_* and the lock object */
-KF_HIDDEN int kf_open_password(lua_State *L); /* password_hash, password_verify */
-KF_HIDDEN int kf_open_encode(lua_State *L);   /* base64, url_escape */
+KF_HIDDEN extern const luaL_Reg kf_validate_functions[]; /* check_* */
+KF_HIDDEN extern const luaL_Reg kf_message_functions[];  /* compose */
+KF_HIDDEN extern const luaL_Reg kf_delivery_functions[]; /* deliver, clock_ms, hostname */
+KF_HIDDEN extern const luaL_Reg kf_token_functions[];    /* fetch_token */
+KF_HIDDEN extern const luaL_Reg kf_store_functions[];    /* store_*, lock objects */
+KF_HIDDEN extern const luaL_Reg kf_password_functions[]; /* password_hash, password_verify */
+KF_HIDDEN extern const luaL_Reg kf_encode_functions[];   /* base64, url_escape */
 
 #endif

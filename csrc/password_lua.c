@@ -32,12 +32,7 @@ static int lpw_verify(lua_State *L) {
     return 1;
 }
 
-static const luaL_Reg lpw_functions[] = {
+const luaL_Reg kf_password_functions[] = {
     {"password_hash", lpw_hash},
     {"password_verify", lpw_verify},
     {NULL, NULL}};
-
-int kf_open_password(lua_State *L) {
-    luaL_setfuncs(L, lpw_functions, 0);
-    return 0;
-}

@@ -81,6 +81,12 @@ static int lstore_lock_release(lua_State *L) {
     return 0;
 }
 
+static const luaL_Reg lstore_lock_methods[] = {
+    {"release", lstore_lock_release},
+    {"__gc", lstore_lock_release},
+    {"__close", lstore_lock_release},
+    {NULL, NULL}};
+
 static int lstore_lock(lua_State *L) {
     kf_door in = kf_door_args(L, "store_lock");
     const char *path = kf_arg_text(&in, 1, "path", KF_ANY_LENGTH);
@@ -88,31 +94,21 @@ static int lstore_lock(lua_State *L) {
     int *fd = kf_newuserdata(L, sizeof *fd);
     *fd = kf_store_lock(path, &kind);
     if (*fd < 0) return lstore_fail(L, "cannot lock the store", *fd, kind);
-    luaL_getmetatable(L, LSTORE_LOCK_MT);
+    /* The metatable goes on only once the lock is held (lua-zlib's rule);
+     * it is made on the first lock of the state. */
+    if (luaL_newmetatable(L, LSTORE_LOCK_MT)) {
+        luaL_setfuncs(L, lstore_lock_methods, 0);
+        lua_pushvalue(L, -1);
+        lua_setfield(L, -2, "__index");
+    }
     lua_setmetatable(L, -2);
     return 1;
 }
 
-static const luaL_Reg lstore_functions[] = {
+const luaL_Reg kf_store_functions[] = {
     {"store_read", lstore_read},
     {"store_stat", lstore_stat},
     {"store_write", lstore_write},
     {"store_lock", lstore_lock},
     {"store_sweep", lstore_sweep},
     {NULL, NULL}};
-
-static const luaL_Reg lstore_lock_methods[] = {
-    {"release", lstore_lock_release},
-    {"__gc", lstore_lock_release},
-    {"__close", lstore_lock_release},
-    {NULL, NULL}};
-
-int kf_open_store(lua_State *L) {
-    luaL_newmetatable(L, LSTORE_LOCK_MT);
-    luaL_setfuncs(L, lstore_lock_methods, 0);
-    lua_pushvalue(L, -1);
-    lua_setfield(L, -2, "__index");
-    lua_pop(L, 1);
-    luaL_setfuncs(L, lstore_functions, 0);
-    return 0;
-}

@@ -44,11 +44,6 @@ static int ltok_fetch_token(lua_State *L) {
     return 1;
 }
 
-static const luaL_Reg ltok_functions[] = {
+const luaL_Reg kf_token_functions[] = {
     {"fetch_token", ltok_fetch_token},
     {NULL, NULL}};
-
-int kf_open_token(lua_State *L) {
-    luaL_setfuncs(L, ltok_functions, 0);
-    return 0;
-}

@@ -1,9 +1,5 @@
 /* The Lua side of validate.c: check_text, check_host, check_mailbox and
- * check_display_name(value) --> nil when acceptable, else the reason; and
- * hostname(), the default EHLO name that Lua then checks with them. */
-#include <errno.h>
-#include <unistd.h>
-
+ * check_display_name(value) --> nil when acceptable, else the reason. */
 #include "luafield.h"
 #include "parts.h"
 #include "validate.h"
@@ -25,23 +21,9 @@ static int lval_display_name(lua_State *L) {
     return lval_check(L, "check_display_name", kf_check_display_name);
 }
 
-static int lval_hostname(lua_State *L) {
-    char name[256];
-    if (gethostname(name, sizeof name) != 0) return kf_fail(L, "gethostname", errno);
-    name[sizeof name - 1] = '\0';
-    lua_pushstring(L, name);
-    return 1;
-}
-
-static const luaL_Reg lval_functions[] = {
+const luaL_Reg kf_validate_functions[] = {
     {"check_text", lval_text},
     {"check_host", lval_host},
     {"check_mailbox", lval_mailbox},
     {"check_display_name", lval_display_name},
-    {"hostname", lval_hostname},
     {NULL, NULL}};
-
-int kf_open_validate(lua_State *L) {
-    luaL_setfuncs(L, lval_functions, 0);
-    return 0;
-}
