@@ -48,10 +48,11 @@ async function fieldValues(page) {
 }
 
 async function result(page) {
-  const box = page.locator("#result.good, #result.bad");
+  const box = page.locator("#result.good, #result.bad, #result.temporary");
   await box.waitFor();
+  const cls = await box.getAttribute("class");
   return {
-    kind: (await box.getAttribute("class")).includes("good") ? "good" : "bad",
+    kind: ["good", "temporary", "bad"].find((k) => cls.includes(k)),
     heading: await box.locator("h3").first().textContent(),
     text: await box.innerText(),
   };
@@ -144,6 +145,15 @@ const SCENARIOS = {
     out.html = await page.content();
     await page.getByText(/^Transcript \(/).click();
     await shot(page, out, "06-test-auth-refused");
+  },
+
+  // A relay that greylists: the page must say "for now", not "failed".
+  async "test-greylisted"(page, out) {
+    await openAs(page, cfg.admin);
+    await page.getByLabel("Recipient").fill(cfg.recipient);
+    await page.getByRole("button", { name: "Send test email" }).click();
+    out.result = await result(page);
+    await shot(page, out, "06b-test-greylisted");
   },
 
   async "check-without-sending"(page, out) {

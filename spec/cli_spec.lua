@@ -108,11 +108,20 @@ describe("the kfsmtp command", function()
     assert.are.equal(before + 1, #srv:messages())
   end)
 
+  it("exits with 75 (EX_TEMPFAIL) for a refusal for now, and says it is temporary", function()
+    local greylisting = H.start_hostile { behaviour = "greylist" }
+    finally(function() greylisting:stop() end)
+    local out, err, rc = run(("test --host 127.0.0.1 --port %d --sender-account kf@example.com --recipient ops@example.com"):format(greylisting.port), store_env)
+    assert.are.equal(75, rc)
+    assert.are.equal("0xA05300B0", cjson.decode(out).ErrorCode)
+    assert.truthy(err:find("refused for now (temporary) at stage rcpt", 1, true), err)
+  end)
+
   it("exits with the failing stage's status and prints the API's error body", function()
     local out, _, rc = run(("test --host 127.0.0.1 --port %d --sender-account kf@example.com --recipient nobody@example.com"):format(srv.port), store_env)
     assert.are.equal(17, rc)
     local body = cjson.decode(out)
-    assert.are.equal("0xA0530070", body.ErrorCode)
+    assert.are.equal("0xA0530072", body.ErrorCode) -- recipient_rejected
     assert.truthy(body.Message:find("nobody@example.com", 1, true))
     _, _, rc = run(("test --host 127.0.0.1 --port %d --sender-account kf@example.com --recipient ops@example.com"):format(H.closed_port()), store_env)
     assert.are.equal(11, rc)

@@ -44,11 +44,13 @@ local function diagnosed(r, ctx_over, want)
   assert.are.equal(want.kind, err.kind)
   assert.are.equal(errors.CODES[want.kind][1], err.ErrorCode)
   assert.are.equal(want.status, err.status)
-  assert.are.equal(r.stage, err.stage)
+  assert.are.equal(want.stage or r.stage, err.stage)
   assert.is_nil(err.field)
   assert.are.equal(want.smtp_code, err.smtp_code)
   assert.are.equal(want.enhanced_code, err.enhanced_code)
-  assert.are.equal(r.reply ~= "" and r.reply or nil, err.smtp_reply)
+  -- smtp_reply is the reply that failed: none when the last one was a success.
+  assert.are.equal(want.smtp_code and r.reply or nil, err.smtp_reply)
+  assert.are.equal(want.smtp_code ~= nil and want.smtp_code < 500, err.temporary)
   assert.are.equal(r.curl_error, err.detail)
   for _, phrase in ipairs(want.says) do
     assert.truthy(err.Message:find(phrase, 1, true), ("Message %q lacks %q"):format(err.Message, phrase))
@@ -98,7 +100,7 @@ describe("diagnosis.from_delivery, stage greeting", function()
 
   it("no greeting on a plain port suggests implicit TLS (UseSSL)", function()
     local r = failed("greeting", RECV_ERROR, "Failure when receiving data from the peer", { server_spoke = false })
-    diagnosed(r, { port = 465 }, { kind = "greeting", status = 502,
+    diagnosed(r, { port = 465, tls_mode = "none" }, { kind = "greeting", status = 502,
       says = { "mail.example.com port 465 accepted the connection but sent no SMTP greeting.", "set UseSSL to true", 'tls_mode = "implicit"' },
       not_says = { "within" } })
   end)
@@ -110,10 +112,17 @@ describe("diagnosis.from_delivery, stage greeting", function()
       not_says = { "UseSSL", "Timed out at stage" } })
   end)
 
-  it("a timeout wins over a reply code", function()
+  it("a timeout wins over a reply, and a 220 is no refusal", function()
     local r = timed_out("greeting", { reply = "220-mail.example.com ESMTP" })
-    diagnosed(r, nil, { kind = "greeting_timeout", status = 504, smtp_code = 220,
+    diagnosed(r, { tls_mode = "none" }, { kind = "greeting_timeout", status = 504,
       says = { "sent no SMTP greeting within 10 s.", "set UseSSL to true" } })
+  end)
+
+  it("UseSSL already true on an implicit-TLS port other than 465 says tls_mode implicit, not UseSSL", function()
+    local r = timed_out("greeting", { server_spoke = false })
+    diagnosed(r, { port = 2465 }, { kind = "greeting_timeout", status = 504,
+      says = { "UseSSL is true, but on port 2465 that means STARTTLS", 'Set tls_mode = "implicit" (or use port 465)' },
+      not_says = { "set UseSSL to true" } })
   end)
 end)
 
@@ -212,7 +221,7 @@ end)
 
 describe("diagnosis.from_delivery, stage auth", function()
   local function refused(reply, over)
-    return failed("auth", LOGIN_DENIED, "Login denied", with({ reply = reply, auth_sent = true }, over))
+    return failed("auth", LOGIN_DENIED, "Login denied", with({ reply = reply, auth_sent = true, auth_mechanism = "PLAIN" }, over))
   end
 
   it("AUTH not offered in plain text suggests TLS (UseSSL)", function()
@@ -223,10 +232,20 @@ describe("diagnosis.from_delivery, stage auth", function()
       not_says = { "RelayAuthenticationType" } })
   end)
 
-  it("AUTH not offered over TLS suggests anonymous relaying (RelayAuthenticationType 0)", function()
-    local r = failed("auth", ABORTED_BY_CALLBACK, "Callback aborted", { auth_not_offered = true })
+  it("AUTH not offered over TLS suggests the submission port or anonymous relaying", function()
+    local r = failed("auth", ABORTED_BY_CALLBACK, "Callback aborted", { auth_not_offered = true, reply = "354 go ahead" })
     diagnosed(r, nil, { kind = "auth_not_offered", status = 502,
-      says = { "did not offer AUTH", "Set RelayAuthenticationType to 0" }, not_says = { "UseSSL" } })
+      says = { "did not offer AUTH", "set RelayAuthenticationType to 0" }, not_says = { "UseSSL" } })
+  end)
+
+  it("credentials configured, AUTH not offered: a later refusal is not the cause", function()
+    -- Postfix with smtpd_tls_auth_only: no AUTH before STARTTLS, then
+    -- "Relay access denied" at RCPT.
+    local r = failed("rcpt", SEND_ERROR, "RCPT failed: 554", { reply = "554 5.7.1 <ops@example.net>: Relay access denied",
+      ehlo = { "250-mx.example.com", "250-PIPELINING", "250-STARTTLS", "250 8BITMIME" } })
+    diagnosed(r, { tls_mode = "none", port = 25, credentials = true }, { kind = "auth_not_offered", status = 502,
+      stage = "auth", smtp_code = 554, enhanced_code = "5.7.1",
+      says = { "did not offer AUTH", "It offers STARTTLS", "set UseSSL to true" }, not_says = { "SenderAccount", "relay" } })
   end)
 
   it("no usable mechanism lists what the server offered", function()
@@ -260,19 +279,21 @@ describe("diagnosis.from_delivery, stage auth", function()
   it("refused credentials (Postfix) point at RelayUsername and RelayPassword, without a hint", function()
     local reply = "535 5.7.8 Error: authentication failed: authentication failure"
     diagnosed(refused(reply), nil, { kind = "auth", status = 502, smtp_code = 535, enhanced_code = "5.7.8",
-      says = { "rejected the credentials (" .. reply .. "): check RelayUsername", "and RelayPassword." },
-      not_says = { "Basic (password)", "OAuth" } })
+      says = { "rejected the credentials with PLAIN (" .. reply .. "): check RelayUsername", "and RelayPassword.",
+        "set auth_mechanism to PLAIN or LOGIN" }, not_says = { "Basic (password)", "OAuth" } })
   end)
 
   it("Microsoft 365 refusing basic authentication (5.7.139) suggests SMTP AUTH or OAuth", function()
     local reply = "535 5.7.139 Authentication unsuccessful, the request did not meet the criteria to be authenticated successfully. Contact your administrator."
-    diagnosed(refused(reply), { host = "smtp.office365.com" }, { kind = "auth", status = 502, smtp_code = 535, enhanced_code = "5.7.139",
-      says = { "RelayPassword.", "Basic (password) authentication is disabled", "enable SMTP AUTH for the mailbox", "(RelayAuthenticationType 3)" } })
+    diagnosed(refused(reply), { host = "smtp.office365.com" }, { kind = "auth_disabled", status = 502, smtp_code = 535, enhanced_code = "5.7.139",
+      says = { "basic (password) authentication is disabled", "enable SMTP AUTH for the mailbox", "(RelayAuthenticationType 3)" } })
   end)
 
-  it("5.7.3 gets the same hint", function()
+  it("5.7.3 naming SmtpClientAuthentication gets the same fix; a bare 5.7.3 is a refused login", function()
+    diagnosed(refused("535 5.7.3 Authentication unsuccessful, SmtpClientAuthentication is disabled for the Tenant."), nil,
+      { kind = "auth_disabled", status = 502, smtp_code = 535, enhanced_code = "5.7.3", says = { "SMTP AUTH is disabled for the tenant" } })
     diagnosed(refused("535 5.7.3 Authentication unsuccessful"), nil, { kind = "auth", status = 502, smtp_code = 535,
-      enhanced_code = "5.7.3", says = { "Basic (password) authentication is disabled" } })
+      enhanced_code = "5.7.3", says = { "check RelayUsername" } })
   end)
 
   it("a multi-line refusal is joined in the Message and kept whole in smtp_reply", function()
@@ -286,21 +307,21 @@ end)
 describe("diagnosis.from_delivery, stage mail", function()
   it("a refused sender points at SenderAccount", function()
     local r = failed("mail", SEND_ERROR, "MAIL failed: 553", { reply = "553 5.7.1 <kf@example.com>: Sender address rejected: not owned by user svc" })
-    diagnosed(r, nil, { kind = "mail", status = 502, smtp_code = 553, enhanced_code = "5.7.1",
-      says = { "The server refused the sender <kf@example.com>: 553 5.7.1 <kf@example.com>: Sender address rejected: not owned by user svc.",
-        "SenderAccount must be an address the relay lets this client (or RelayUsername) send as.", "The account is not allowed to send as this sender" } })
+    diagnosed(r, nil, { kind = "sender_rejected", status = 502, smtp_code = 553, enhanced_code = "5.7.1",
+      says = { "does not let RelayUsername send as <kf@example.com> (553 5.7.1 <kf@example.com>: Sender address rejected: not owned by user svc)",
+        "use a SenderAccount that the account owns" } })
   end)
 
   it("Microsoft 365 send-as refusal (5.7.60) adds the send-as hint", function()
     local r = failed("mail", SEND_ERROR, "MAIL failed: 550", { reply = "550 5.7.60 SMTP; Client does not have permissions to send as this sender" })
-    diagnosed(r, nil, { kind = "mail", status = 502, smtp_code = 550, enhanced_code = "5.7.60",
-      says = { "SenderAccount", "use a SenderAccount the relay lets RelayUsername send as." } })
+    diagnosed(r, nil, { kind = "sender_rejected", status = 502, smtp_code = 550, enhanced_code = "5.7.60",
+      says = { "SenderAccount", "grant it Send As" } })
   end)
 
   it("Microsoft 365 unauthenticated (5.7.57) suggests RelayAuthenticationType 2", function()
     local r = failed("mail", SEND_ERROR, "MAIL failed: 530", { reply = "530 5.7.57 Client not authenticated to send mail. Error: 535 5.7.139 Authentication unsuccessful" })
-    diagnosed(r, nil, { kind = "mail", status = 502, smtp_code = 530, enhanced_code = "5.7.57",
-      says = { "set RelayAuthenticationType to 2 with a username and password." }, not_says = { "Basic (password)" } })
+    diagnosed(r, nil, { kind = "auth_required", status = 502, smtp_code = 530, enhanced_code = "5.7.57",
+      says = { "set RelayAuthenticationType to 2 with RelayUsername and RelayPassword" }, not_says = { "basic (password)" } })
   end)
 
   it("a timeout is timeout after the total timeout, not the connect one", function()
@@ -312,14 +333,14 @@ end)
 describe("diagnosis.from_delivery, stage rcpt", function()
   it("Postfix relay access denied points at TestRecipient and authentication", function()
     local reply = "554 5.7.1 <ops@example.com>: Relay access denied"
-    diagnosed(failed("rcpt", SEND_ERROR, "RCPT failed: 554", { reply = reply }), nil, { kind = "rcpt", status = 502, smtp_code = 554,
-      enhanced_code = "5.7.1", says = { "The server refused the recipient <ops@example.com>: " .. reply .. ".",
-        "Check TestRecipient; a relay that does not relay for this client may need authentication." } })
+    diagnosed(failed("rcpt", SEND_ERROR, "RCPT failed: 554", { reply = reply }), nil, { kind = "relay_denied", status = 502, smtp_code = 554,
+      enhanced_code = "5.7.1", says = { "refused to relay to <ops@example.com> for this client (" .. reply .. ")",
+        "Set RelayAuthenticationType to 2" }, not_says = { "SenderAccount" } })
   end)
 
   it("Exim relay not permitted has no enhanced code and no hint", function()
-    diagnosed(failed("rcpt", SEND_ERROR, "RCPT failed: 550", { reply = "550 relay not permitted" }), nil, { kind = "rcpt", status = 502,
-      smtp_code = 550, says = { "<ops@example.com>: 550 relay not permitted. Check TestRecipient" },
+    diagnosed(failed("rcpt", SEND_ERROR, "RCPT failed: 550", { reply = "550 relay not permitted" }), nil, { kind = "relay_denied", status = 502,
+      smtp_code = 550, says = { "(550 relay not permitted)", "Set RelayAuthenticationType to 2" },
       not_says = { "send as" } })
   end)
 

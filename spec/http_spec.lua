@@ -226,7 +226,7 @@ describe("the HTTP API", function()
     local status, body = ngx_srv:request { method = "POST", path = "/KeyfactorAPI/SMTP/Test", user = ADMIN,
       body = cjson.encode { Host = "127.0.0.1", Port = smtp.port, SenderAccount = "kf@example.com",
         TestRecipient = "nobody@example.com" } }
-    local doc = error_body(status, body, "0xA0530070", 502)
+    local doc = error_body(status, body, "0xA0530072", 502) -- recipient_rejected
     assert.truthy(doc.Message:find("550", 1, true))
   end)
 

@@ -136,6 +136,15 @@ describe("the SMTP configuration page #browser", function()
     assert.falsy(seen.html:find(RELAY_PASSWORD, 1, true))
   end)
 
+  it("shows a greylisting refusal as temporary, not as a failure", function()
+    local greylisting = H.start_hostile { behaviour = "greylist" }
+    finally(function() greylisting:stop() end)
+    store { Host = "127.0.0.1", Port = greylisting.port, SenderAccount = "keyfactor@example.com" }
+    local seen = browse("test-greylisted", { recipient = "pki-team@example.com" })
+    shows(seen, "temporary", "Temporary failure at: recipient", { "test again later", "450", "0xA05300B0",
+      "first attempt from a new client is expected to fail" })
+  end)
+
   it("checks without sending: the dialog stops before the message", function()
     store(relay_profile())
     local before = #smtp:messages()

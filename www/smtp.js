@@ -343,8 +343,11 @@
     const d = doc.Details || {};
     const stage = d.stage ? (STAGES[d.stage] || d.stage) : null;
     const reply = [d.smtp_code, d.enhanced_code].filter((x) => x).join(" ");
+    // A 4xx refusal (greylisting, limits, a queue in trouble) is for now:
+    // said first, so that nobody changes settings that are right.
     const parts = [
-      el("h3", null, stage ? "Test failed at: " + stage : "Test failed"),
+      el("h3", null, (d.temporary ? "Temporary failure at: " : "Test failed at: ") + (stage || "the server")),
+      d.temporary ? el("p", { class: "temporary" }, "The server refused for now, not for good: test again later before changing anything.") : null,
       el("p", { class: "fix" }, doc.Message || ("HTTP " + status)),
       facts([
         ["Stage", d.stage],
@@ -378,7 +381,7 @@
       result.className = "result good";
       result.replaceChildren(...showSuccess(r.doc.Details || {}, quitAfter).filter((x) => x));
     } else {
-      result.className = "result bad";
+      result.className = (r.doc.Details || {}).temporary ? "result temporary" : "result bad";
       result.replaceChildren(...showFailure(r.status, r.doc).filter((x) => x));
       const field = (r.doc.Details || {}).field;
       if (field && showFieldError(field, r.doc.Message)) return;

@@ -72,11 +72,13 @@ KFSMTP_USER_PASSWORD; stored as a salted PBKDF2 hash). Permissions: read
 (/system_settings/read/), modify (/system_settings/modify/), all.
 
 Exit status: 0 ok; 2 usage; 3 invalid field; 4 store error; failing test
-stage: ${stage_exits} (token: the OAuth token endpoint).
+stage: ${stage_exits} (token: the OAuth token endpoint);
+75 a temporary refusal (4xx: greylisting, limits): test again later.
 ]]
 
--- A failing test exits with 10 + the stage's place in core.STAGES.
-local EXIT = { usage = 2, validate = 3, store = 4 }
+-- A failing test exits with 10 + the stage's place in core.STAGES; a
+-- refusal for now (4xx) with sysexits.h's EX_TEMPFAIL, whatever the stage.
+local EXIT = { usage = 2, validate = 3, store = 4, temporary = 75 }
 local FIRST_STAGE_EXIT = 10
 local stage_exits = {}
 for i, stage in ipairs(core.STAGES) do
@@ -219,6 +221,7 @@ local function user_add(a, env, out, say)
 end
 
 local function exit_code_for(err)
+  if err.temporary then return EXIT.temporary end
   if err.stage == "validate" then return EXIT.validate end
   return EXIT[err.stage] or 1
 end
@@ -261,7 +264,7 @@ function _M.main(argv, io_)
   local store = kfsmtp.open(a.flags.store or options.store_path())
   local function fail(err)
     out(json.encode(kfsmtp.errors.body(err), true) .. "\n")
-    say(("kfsmtp: %s failed%s: %s\n"):format(a.command,
+    say(("kfsmtp: %s %s%s: %s\n"):format(a.command, err.temporary and "refused for now (temporary)" or "failed",
       err.stage and err.stage ~= "validate" and (" at stage " .. err.stage) or "", err.Message))
     if err.transcript then
       for _, line in ipairs(err.transcript) do say(line .. "\n") end

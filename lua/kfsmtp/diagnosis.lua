@@ -1,8 +1,11 @@
 -- Why a test delivery failed: from what kfsmtp.core observed (the stage,
 -- libcurl's result, the server's last reply) to an error whose Message
--- says what to change. One function per stage of the dialog.
+-- says what to change. A refusal the server put in words is read by the
+-- table of kfsmtp.replies; what happened below the words (no connection,
+-- TLS, silence) by one function per stage of the dialog.
 local core = require "kfsmtp.core"
 local errors = require "kfsmtp.errors"
+local replies = require "kfsmtp.replies"
 
 local ipairs, tonumber, min, floor = ipairs, tonumber, math.min, math.floor
 local CURLE = core.CURLE
@@ -26,17 +29,6 @@ end
 function _M.last_line(s)
   if not s or s == "" then return nil end
   return s:match("([^\n]*)$")
-end
-
-local function hint_for_enhanced(enhanced)
-  if enhanced == "5.7.139" or enhanced == "5.7.3" then
-    return " Basic (password) authentication is disabled for this account or tenant: enable SMTP AUTH for the mailbox, or use OAuth client credentials (RelayAuthenticationType 3)."
-  elseif enhanced == "5.7.57" then
-    return " The relay requires authentication before accepting mail: set RelayAuthenticationType to 2 with a username and password."
-  elseif enhanced == "5.7.60" or enhanced == "5.7.1" then
-    return " The account is not allowed to send as this sender: use a SenderAccount the relay lets RelayUsername send as."
-  end
-  return ""
 end
 
 local function where(ctx)
@@ -74,8 +66,10 @@ BY_STAGE.greeting = function(f)
     return "greeting", ("The server at %s refused the session at the greeting: %s. It is busy or does not accept connections from this machine: try later or ask its administrator."):format(where(ctx), f.reply)
   end
   local msg = ("%s accepted the connection but sent no SMTP greeting%s."):format(where(ctx), f.timed_out and (" within " .. secs(f.phase_ms)) or "")
-  if ctx.tls_mode ~= "implicit" then
+  if ctx.tls_mode == "none" then
     msg = msg .. " If this port expects implicit TLS (usually port 465), set UseSSL to true (or tls_mode = \"implicit\")."
+  elseif ctx.tls_mode == "starttls" then
+    msg = msg .. (" UseSSL is true, but on port %d that means STARTTLS, which starts in plain text: this port seems to expect TLS from the first byte. Set tls_mode = \"implicit\" (or use port 465)."):format(ctx.port)
   else
     msg = msg .. " Check that it is an SMTP server."
   end
@@ -126,40 +120,55 @@ BY_STAGE.ehlo = function(f)
   return f.timed_out and "timeout" or "ehlo", ("The server at %s rejected EHLO/HELO%s. Set a HELO name it accepts with the helo option (the machine's host name is the default)."):format(where(f.ctx), colon(f.reply))
 end
 
-local function mechanisms_offered(ehlo)
-  local offered = ""
+-- What the server offered, from its last EHLO reply: the AUTH mechanisms,
+-- and whether STARTTLS was among the extensions.
+local function offered(ehlo)
+  local mechanisms, starttls = "", false
   for _, line in ipairs(ehlo or {}) do
-    local mechs = line:match("^%d%d%d[ -][Aa][Uu][Tt][Hh][ =](.*)$")
-    if mechs then offered = mechs end
+    local text = line:match("^%d%d%d[ -](.*)$") or ""
+    local mechs = text:match("^[Aa][Uu][Tt][Hh][ =](.*)$")
+    if mechs then mechanisms = mechs end
+    if text:upper() == "STARTTLS" then starttls = true end
   end
-  return offered ~= "" and offered or "none"
+  return mechanisms, starttls
+end
+
+-- Credentials configured, and the server never offered AUTH: whatever it
+-- refused later (a relay denial, a demand for STARTTLS), this is the cause.
+local function auth_not_offered(f)
+  local ctx = f.ctx
+  local _, starttls = offered(f.r.ehlo)
+  local msg = ("The server at %s did not offer AUTH, so the configured credentials could not be used; nothing was delivered."):format(where(ctx))
+  if ctx.tls_mode == "none" and starttls then
+    msg = msg .. " It offers STARTTLS, and servers such as Postfix (smtpd_tls_auth_only) and Exim offer AUTH only after it: set UseSSL to true."
+  elseif ctx.tls_mode == "none" then
+    msg = msg .. " Many servers offer AUTH only after TLS: set UseSSL to true if this one supports it, or use its submission port (587)."
+  else
+    msg = msg .. " Check that this is the relay's submission port, or set RelayAuthenticationType to 0 if the relay accepts anonymous mail from this machine."
+  end
+  return "auth_not_offered", msg
 end
 
 BY_STAGE.auth = function(f)
   local r, ctx = f.r, f.ctx
-  local reply = f.reply and (" (" .. f.reply .. ")") or ""
-  if r.auth_not_offered then
-    return "auth_not_offered", ("The server at %s did not offer AUTH, so the credentials could not be used; nothing was delivered."):format(where(ctx))
-      .. (ctx.tls_mode == "none" and " Many servers offer AUTH only after TLS: set UseSSL to true."
-        or " Set RelayAuthenticationType to 0 if the relay accepts anonymous mail from this machine.")
-  elseif not r.auth_sent and not f.timed_out then
-    return "auth_mechanism", ("The server at %s offers no authentication mechanism kfsmtp can use (offered: %s)."):format(where(ctx), mechanisms_offered(r.ehlo))
+  if r.auth_not_offered then return auth_not_offered(f) end
+  if not r.auth_sent and not f.timed_out then
+    local mechanisms = offered(r.ehlo)
+    return "auth_mechanism", ("The server at %s offers no authentication mechanism kfsmtp can use (offered: %s)."):format(where(ctx), mechanisms ~= "" and mechanisms or "none")
       .. (ctx.oauth and " RelayAuthenticationType 3 needs XOAUTH2 or OAUTHBEARER; for Microsoft 365 use smtp.office365.com port 587." or "")
-  elseif f.timed_out then
-    return "timeout", ("The server at %s did not answer the authentication within %s."):format(where(ctx), secs(f.phase_ms))
-  elseif ctx.oauth then
-    return "auth", ("The server at %s refused the OAuth access token%s: the token endpoint issued it, but the mail service does not accept it for this mailbox. Check that the app may send as RelayUsername (for Microsoft 365: the SMTP.SendAsApp permission, a service principal registered in Exchange, and SMTP AUTH enabled for the mailbox) and that Scope names the mail service.%s"):format(
-      where(ctx), reply, hint_for_enhanced(f.enhanced))
   end
-  return "auth", ("The server at %s rejected the credentials%s: check RelayUsername (DOMAIN\\user form if the server expects it) and RelayPassword.%s"):format(where(ctx), reply, hint_for_enhanced(f.enhanced))
+  if f.timed_out then
+    return "timeout", ("The server at %s did not answer the authentication within %s."):format(where(ctx), secs(f.phase_ms))
+  end
+  return "auth", ("The server at %s rejected the credentials%s: check RelayUsername and RelayPassword."):format(where(ctx), f.reply and (" (" .. f.reply .. ")") or "")
 end
 
 BY_STAGE.mail = function(f)
-  return f.timed_out and "timeout" or "mail", ("The server refused the sender <%s>%s. SenderAccount must be an address the relay lets this client (or RelayUsername) send as.%s"):format(f.ctx.sender, colon(f.reply), hint_for_enhanced(f.enhanced))
+  return f.timed_out and "timeout" or "mail", ("The server refused the sender <%s>%s. SenderAccount must be an address the relay lets this client (or RelayUsername) send as."):format(f.ctx.sender, colon(f.reply))
 end
 
 BY_STAGE.rcpt = function(f)
-  return f.timed_out and "timeout" or "rcpt", ("The server refused the recipient <%s>%s. Check TestRecipient; a relay that does not relay for this client may need authentication.%s"):format(f.ctx.recipient, colon(f.reply), hint_for_enhanced(f.enhanced))
+  return f.timed_out and "timeout" or "rcpt", ("The server refused the recipient <%s>%s. Check TestRecipient."):format(f.ctx.recipient, colon(f.reply))
 end
 
 BY_STAGE.data = function(f)
@@ -170,26 +179,55 @@ end
 -- the shorter of the two timeouts bounds them.
 local CONNECT_PHASE = { greeting = true, tls = true, ehlo = true, auth = true }
 
+-- The failure as the reply table reads it.
+local function reading(f)
+  local ctx = f.ctx
+  return { stage = f.r.stage, code = f.code, enhanced = f.enhanced, lower = (f.reply or ""):lower(),
+    oauth = ctx.oauth == true, credentials = ctx.credentials == true, tls = ctx.tls_mode ~= "none" }
+end
+
+local AFTER_EHLO = { auth = true, mail = true, rcpt = true, data = true }
+
 -- from_delivery(r, ctx) --> err; r is kfsmtp.core.deliver's result, ctx
--- holds host, port, tls_mode, sender, recipient, oauth and the timeouts.
+-- holds host, port, tls_mode, sender, recipient, oauth, credentials (a
+-- login was configured) and the timeouts.
 function _M.from_delivery(r, ctx)
   local stage = r.stage
   local code, enhanced, reply = _M.parse_reply(r.reply)
+  -- The reply that failed, or none: a TLS failure after "220 Ready to
+  -- start TLS" or an abort after "354" is no refusal by the server.
+  if code and code < 400 then code, enhanced, reply = nil, nil, nil end
   local f = {
     r = r, ctx = ctx, code = code, enhanced = enhanced, reply = reply, detail = r.curl_error,
     timed_out = r.curl_code == CURLE.OPERATION_TIMEDOUT,
     phase_ms = CONNECT_PHASE[stage] and min(ctx.connect_timeout_ms, ctx.timeout_ms) or ctx.timeout_ms,
   }
-  local kind, msg = (BY_STAGE[stage] or BY_STAGE.data)(f)
-  if f.timed_out and kind == "timeout" then
-    msg = ("Timed out at stage %s after %s. %s"):format(stage, secs(f.phase_ms), msg)
+  local kind, msg
+  local auth_offered = offered(r.ehlo) ~= ""
+  if ctx.credentials and not r.auth_sent and AFTER_EHLO[stage] and not f.timed_out and not auth_offered then
+    stage = "auth"
+    kind, msg = auth_not_offered(f)
+  elseif code and not f.timed_out then
+    local row = replies.match(reading(f))
+    if row then
+      kind = row[1]
+      msg = replies.say(row, { where = "The server at " .. where(ctx), reply = reply, sender = ctx.sender,
+        recipient = ctx.recipient, mechanism = r.auth_mechanism ~= "" and r.auth_mechanism or "the mechanism chosen" })
+    end
+  end
+  if not kind then
+    kind, msg = (BY_STAGE[stage] or BY_STAGE.data)(f)
+    if f.timed_out and kind == "timeout" then
+      msg = ("Timed out at stage %s after %s. %s"):format(stage, secs(f.phase_ms), msg)
+    end
   end
   return errors.new(kind, {
     stage = stage,
     Message = msg,
     smtp_code = code,
     enhanced_code = enhanced,
-    smtp_reply = r.reply ~= "" and r.reply or nil,
+    smtp_reply = code and r.reply or nil,
+    temporary = code ~= nil and code >= 400 and code < 500,
     detail = f.detail,
   })
 end

@@ -28,12 +28,24 @@ local CODES = {
   auth             = { "0xA0530050", 502 },
   auth_mechanism   = { "0xA0530051", 502 },
   auth_not_offered = { "0xA0530052", 502 },
+  auth_required    = { "0xA0530053", 502 },
+  auth_disabled    = { "0xA0530054", 502 },
+  starttls_required = { "0xA0530035", 502 },
   mail             = { "0xA0530060", 502 },
+  sender_rejected  = { "0xA0530061", 502 },
+  client_rejected  = { "0xA0530062", 502 },
   rcpt             = { "0xA0530070", 502 },
+  relay_denied     = { "0xA0530071", 502 },
+  recipient_rejected = { "0xA0530072", 502 },
   data             = { "0xA0530080", 502 },
+  policy_rejected  = { "0xA0530081", 502 },
   timeout          = { "0xA0530090", 504 },
   token            = { "0xA05300A0", 502 },
   token_timeout    = { "0xA05300A1", 504 },
+  -- Refusals for now (4xx): err.temporary is true.
+  greylisted       = { "0xA05300B0", 502 },
+  rate_limited     = { "0xA05300B1", 502 },
+  temporary        = { "0xA05300B2", 502 },
   store_corrupt    = { "0xA05300F0", 500 },
   store_io         = { "0xA05300F1", 500 },
   -- The HTTP API's own answers.
@@ -75,7 +87,7 @@ end
 
 -- What an err says beyond its body, for a client that asks (the HTTP
 -- API's X-Kfsmtp-Details): never a secret, since err never holds one.
-local DETAIL_KEYS = { "field", "stage", "smtp_code", "enhanced_code", "smtp_reply", "detail",
+local DETAIL_KEYS = { "field", "stage", "smtp_code", "enhanced_code", "smtp_reply", "temporary", "detail",
   "http_status", "error", "error_description", "transcript" }
 
 function _M.details(e)

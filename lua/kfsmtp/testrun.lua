@@ -211,6 +211,8 @@ function _M.run(store, req, opts)
     err = diagnosis.from_delivery(r, {
       host = t.Host, port = t.Port, tls_mode = tls_mode,
       sender = t.SenderAccount, recipient = t.TestRecipient, oauth = t.RelayAuthenticationType == profile.AUTH_OAUTH,
+      -- A probe that stops before AUTH logs in with nothing.
+      credentials = d.username ~= nil and opts.quit_after ~= "connect" and opts.quit_after ~= "tls",
       connect_timeout_ms = clock.connect_ms, timeout_ms = options.get(opts, "timeout_ms"),
     })
     err.transcript = d.transcript and json.array(r.transcript) or nil

@@ -15,6 +15,7 @@ usage: hostile.py --dir DIR --behaviour B [--greeting-delay-ms N] [--oauth]
                       "250-flood" lines (for at most 120 s)
   auth_refused        AUTH (any mechanism) gets 535 5.7.8; used with --oauth
                       to refuse every access token
+  greylist            RCPT gets postgrey's "450 4.2.0 ... Greylisted" reply
   starttls_plain      STARTTLS is offered and answered 220, and then the
                       session goes on in plain text (the ClientHello gets a
                       500), as a broken relay or an inspecting firewall does
@@ -34,7 +35,7 @@ import binascii
 import os
 
 BEHAVIOURS = ["quit_silent", "rcpt_refused_silent", "final_drip", "final_flood", "auth_refused",
-              "echo_auth", "starttls_plain"]
+              "echo_auth", "starttls_plain", "greylist"]
 
 
 def atomic_write(path, data):
@@ -135,7 +136,10 @@ class Session:
             elif verb == "MAIL":
                 await self.send("250 2.1.0 Ok\r\n")
             elif verb == "RCPT":
-                if b == "rcpt_refused_silent":
+                if b == "greylist":
+                    await self.send("450 4.2.0 <ops@example.com>: Recipient address rejected: Greylisted, "
+                                    "see http://postgrey.schweikert.ch/help/example.com.html\r\n")
+                elif b == "rcpt_refused_silent":
                     await self.send("550 5.1.1 <nobody@example.com>: Recipient address rejected\r\n")
                 else:
                     await self.send("250 2.1.5 Ok\r\n")
