@@ -3,6 +3,7 @@
  * callback (stage reached, replies, redacted transcript, per-stage timing,
  * TLS facts) and classifies where a failure happened. Callbacks only write
  * into C buffers: nothing here can raise a Lua error inside libcurl. */
+#include <poll.h>
 #include <stdio.h>
 #include <string.h>
 
@@ -170,6 +171,40 @@ static int dlv_debug(CURL *h, curl_infotype type, char *data, size_t size,
     return 0;
 }
 
+/* A probe stopped inside libcurl's connect phase ends as a polite client
+ * does: QUIT, and the server's 221 read within the deadline, so that the
+ * server logs a clean session and rate limiters count no abort. libcurl
+ * closes such a connection without a word, so the copy of the handle
+ * sends the command itself. */
+static void dlv_goodbye(kf_delivery *d, CURL *h) {
+    char buf[512];
+    size_t sent = 0;
+    curl_socket_t sock = CURL_SOCKET_BAD;
+    if (curl_easy_send(h, "QUIT\r\n", 6, &sent) != CURLE_OK || sent != 6) return;
+    dlv_client_line(d, "QUIT", 4);
+    if (curl_easy_getinfo(h, CURLINFO_ACTIVESOCKET, &sock) != CURLE_OK || sock == CURL_SOCKET_BAD)
+        return;
+    for (;;) {
+        size_t n = 0;
+        CURLcode rc = curl_easy_recv(h, buf, sizeof buf, &n);
+        if (rc == CURLE_AGAIN) {
+            double left = d->deadline.at_ms - kf_clock_ms();
+            struct pollfd p = {sock, POLLIN, 0};
+            if (left < 1 || poll(&p, 1, (int)left) <= 0) return;
+            continue;
+        }
+        if (rc != CURLE_OK || n == 0) return;
+        dlv_each_line(d, buf, n, dlv_server_line);
+        /* The last line of the reply: "221 ..." ends with a CRLF after a
+         * code and a space (a multi-line reply has a '-' there). */
+        if (n >= 2 && buf[n - 1] == '\n') {
+            size_t start = n - 1;
+            while (start > 0 && buf[start - 1] != '\n') start--;
+            if (n - start >= 4 && buf[start + 3] == ' ') return;
+        }
+    }
+}
+
 static size_t dlv_read(char *buf, size_t size, size_t nitems, void *userp) {
     kf_delivery *d = userp;
     size_t room = size * nitems, left = d->msg_len - d->msg_pos;
@@ -275,6 +310,10 @@ int kf_delivery_run(kf_delivery *d, const kf_delivery_req *req) {
         } else {
             kf_curlopt_note(&o, curl_easy_setopt(h, CURLOPT_CONNECT_ONLY, 1L),
                             "CURLOPT_CONNECT_ONLY");
+            /* Kept open after the connect phase, for dlv_goodbye; the copy's
+             * cleanup closes it. */
+            kf_curlopt_note(&o, curl_easy_setopt(h, CURLOPT_FORBID_REUSE, 0L),
+                            "CURLOPT_FORBID_REUSE");
         }
     }
     if (o.code == CURLE_OK && rc == 0) {
@@ -290,12 +329,7 @@ int kf_delivery_run(kf_delivery *d, const kf_delivery_req *req) {
         if (curl_easy_getinfo(h, CURLINFO_APPCONNECT_TIME_T, &t) == CURLE_OK) d->appconnect_us = (long)t;
         if (curl_easy_getinfo(h, CURLINFO_TOTAL_TIME_T, &t) == CURLE_OK) d->total_us = (long)t;
         if (curl_easy_getinfo(h, CURLINFO_OS_ERRNO, &d->os_errno) != CURLE_OK) d->os_errno = 0;
-        if (h != c && d->code == CURLE_OK) {
-            /* Say goodbye before the copy closes the connection. */
-            size_t sent;
-            if (curl_easy_send(h, "QUIT\r\n", 6, &sent) == CURLE_OK && d->transcript_on)
-                kf_buf_puts(&d->transcript, d->transcript.len ? "\nC: QUIT" : "C: QUIT");
-        }
+        if (h != c && d->code == CURLE_OK) dlv_goodbye(d, h);
     }
     if (h != c) curl_easy_cleanup(h);
 

@@ -42,6 +42,12 @@ for _, server in ipairs(SERVERS) do
         assert.are.equal(stage == "auth" or stage == "rcpt", session:find("AUTH", 1, true) ~= nil, session)
         assert.are.equal(stage == "rcpt", session:find("MAIL FROM", 1, true) ~= nil, session)
         assert.are.equal(stage == "rcpt", session:find("RCPT TO", 1, true) ~= nil, session)
+        if stage ~= "rcpt" then
+          -- A polite end: the server saw QUIT and answered it.
+          assert.truthy(session:find("QUIT", 1, true), session)
+          local transcript = table.concat(info.transcript, "\n")
+          assert.truthy(transcript:find("C: QUIT\nS: 221", 1, true), transcript)
+        end
         if server.name ~= "plain" and (stage ~= "connect" or server.tls_mode == "implicit") then
           assert.is_true(info.tls.verified)
         end
