@@ -37,6 +37,7 @@ static void core_push_vocabulary(lua_State *L) {
     core_push_names(L, "STAGES", kf_stage_names, KF_STAGE_COUNT);
     core_push_names(L, "TLS_MODES", kf_tls_mode_names, KF_TLS_MODE_COUNT);
     core_push_names(L, "QUIT_STAGES", kf_quit_after_names, KF_QUIT_COUNT - 1);
+    core_push_names(L, "SASL_MECHANISMS", kf_sasl_names, KF_SASL_COUNT);
     lua_createtable(L, 0, 5);
     kf_pushint(L, KF_DEFAULT_PORT);
     lua_setfield(L, -2, "port");

@@ -286,8 +286,13 @@ int kf_delivery_run(kf_delivery *d, const kf_delivery_req *req) {
     KF_SETOPT(&o, CURLOPT_XOAUTH2_BEARER, d->credentials ? req->bearer : NULL);
     /* With a token, only the OAuth mechanisms: never a password mechanism
      * with an empty password. */
+    if (req->auth_mechanism >= 0)
+        snprintf(d->login_options, sizeof d->login_options, "AUTH=%s", kf_sasl_names[req->auth_mechanism]);
+    else
+        snprintf(d->login_options, sizeof d->login_options, "%s",
+                 req->bearer ? "AUTH=OAUTHBEARER;AUTH=XOAUTH2" : "");
     KF_SETOPT(&o, CURLOPT_LOGIN_OPTIONS,
-              d->credentials && req->bearer ? "AUTH=OAUTHBEARER;AUTH=XOAUTH2" : NULL);
+              d->credentials && d->login_options[0] ? d->login_options : NULL);
     KF_SETOPT(&o, CURLOPT_MAIL_FROM, req->mail_from);
     KF_SETOPT(&o, CURLOPT_MAIL_RCPT, rcpt);
     KF_SETOPT(&o, CURLOPT_UPLOAD, 1L);

@@ -28,6 +28,7 @@ typedef struct kf_delivery_req {
     long connect_timeout_ms, timeout_ms;
     int want_transcript;
     enum kf_quit_after quit_after;
+    int auth_mechanism; /* an enum kf_sasl, or -1: libcurl picks among those offered */
 } kf_delivery_req;
 
 typedef struct kf_delivery {
@@ -47,6 +48,7 @@ typedef struct kf_delivery {
     int credentials, aborted_no_auth, transcript_on, quit_sent, tls_activity;
     int quit_at_data, quit_done;
     char auth_mechanism[32];
+    char login_options[32]; /* "AUTH=<mechanism>" when one is forced */
     double t_start, t_starttls, t_tls_done, t_auth, t_mail, t_final;
     long connect_us, appconnect_us, total_us, os_errno;
     kf_tls_facts tls;

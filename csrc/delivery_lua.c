@@ -100,11 +100,11 @@ static void ldlv_push_result(lua_State *L, const kf_delivery *d, const kf_delive
 
 /* deliver{host, port, tls_mode, username, password, bearer, mail_from,
  * rcpt_to, message, helo, ca_file, pinned_pubkey, tls_verify,
- * connect_timeout_ms, timeout_ms, transcript, quit_after} --> result */
+ * connect_timeout_ms, timeout_ms, transcript, quit_after, auth_mechanism} --> result */
 static int ldlv_deliver(lua_State *L) {
     kf_delivery_req req;
     kf_delivery *d;
-    kf_door in = kf_door_fields(L, "deliver", 17);
+    kf_door in = kf_door_fields(L, "deliver", 18);
     memset(&req, 0, sizeof req);
     req.host = kf_field_text(&in, "host", KF_MAX_FIELD);
     req.port = (long)kf_field_int(&in, "port", 1, KF_MAX_PORT, KF_DEFAULT_PORT);
@@ -125,6 +125,7 @@ static int ldlv_deliver(lua_State *L) {
     /* Absent (-1) is KF_QUIT_NEVER, the full test. */
     req.quit_after = (enum kf_quit_after)(kf_field_choice(&in, "quit_after", kf_quit_after_names,
                                                           KF_QUIT_COUNT - 1, 0) + 1);
+    req.auth_mechanism = kf_field_choice(&in, "auth_mechanism", kf_sasl_names, KF_SASL_COUNT, 0);
     /* Every value is checked: only now the handle, then the network. */
     d = &kf_session_get(L, "deliver")->delivery;
     switch (kf_delivery_run(d, &req)) {

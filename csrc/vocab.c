@@ -7,4 +7,5 @@
 const char *const kf_stage_names[KF_STAGE_COUNT] = {KF_STAGE_LIST(VOCAB_NAME)};
 const char *const kf_tls_mode_names[KF_TLS_MODE_COUNT] = {KF_TLS_MODE_LIST(VOCAB_NAME)};
 const char *const kf_quit_after_names[KF_QUIT_COUNT - 1] = {KF_QUIT_LIST(VOCAB_NAME)};
+const char *const kf_sasl_names[KF_SASL_COUNT] = {KF_SASL_LIST(VOCAB_NAME)};
 #undef VOCAB_NAME

@@ -23,6 +23,12 @@
 #define KF_QUIT_LIST(X) \
     X(CONNECT, "connect") X(TLS, "tls") X(AUTH, "auth") X(RCPT, "rcpt")
 
+/* SASL mechanisms a caller may force with auth_mechanism (libcurl's
+ * names); the login options then name this one alone. */
+#define KF_SASL_LIST(X) \
+    X(PLAIN, "PLAIN") X(LOGIN, "LOGIN") X(CRAM_MD5, "CRAM-MD5") X(DIGEST_MD5, "DIGEST-MD5") \
+    X(NTLM, "NTLM") X(XOAUTH2, "XOAUTH2") X(OAUTHBEARER, "OAUTHBEARER")
+
 #define KF_DEFAULT_PORT 25
 #define KF_MAX_PORT 65535
 /* UseSSL on this port means TLS from the first byte; elsewhere STARTTLS. */
@@ -45,6 +51,10 @@ enum kf_stage { KF_STAGE_LIST(KF_ENUM_STAGE) KF_STAGE_COUNT };
 enum kf_tls_mode { KF_TLS_MODE_LIST(KF_ENUM_TLS) KF_TLS_MODE_COUNT };
 #undef KF_ENUM_TLS
 
+#define KF_ENUM_SASL(name, text) KF_SASL_##name,
+enum kf_sasl { KF_SASL_LIST(KF_ENUM_SASL) KF_SASL_COUNT };
+#undef KF_ENUM_SASL
+
 #define KF_ENUM_QUIT(name, text) KF_QUIT_##name,
 enum kf_quit_after { KF_QUIT_NEVER, KF_QUIT_LIST(KF_ENUM_QUIT) KF_QUIT_COUNT };
 #undef KF_ENUM_QUIT
@@ -54,5 +64,6 @@ enum kf_quit_after { KF_QUIT_NEVER, KF_QUIT_LIST(KF_ENUM_QUIT) KF_QUIT_COUNT };
 KF_HIDDEN extern const char *const kf_stage_names[KF_STAGE_COUNT];
 KF_HIDDEN extern const char *const kf_tls_mode_names[KF_TLS_MODE_COUNT];
 KF_HIDDEN extern const char *const kf_quit_after_names[KF_QUIT_COUNT - 1];
+KF_HIDDEN extern const char *const kf_sasl_names[KF_SASL_COUNT];
 
 #endif

@@ -108,6 +108,14 @@ describe("the kfsmtp command", function()
     assert.are.equal(before + 1, #srv:messages())
   end)
 
+  it("takes --auth-mechanism in any letter case, and refuses an unknown one", function()
+    local _, err, rc = run(("test --host 127.0.0.1 --port %d --sender-account kf@example.com --recipient ops@example.com --auth-mechanism scram"):format(srv.port), store_env)
+    assert.are.equal(2, rc)
+    assert.truthy(err:find('--auth-mechanism takes "PLAIN"', 1, true), err)
+    _, err, rc = run(("test --host 127.0.0.1 --port %d --sender-account kf@example.com --recipient ops@example.com --auth-mechanism plain --quit-after connect"):format(srv.port), store_env)
+    assert.are.equal(0, rc, err)
+  end)
+
   it("exits with 75 (EX_TEMPFAIL) for a refusal for now, and says it is temporary", function()
     local greylisting = H.start_hostile { behaviour = "greylist" }
     finally(function() greylisting:stop() end)

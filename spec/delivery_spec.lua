@@ -398,3 +398,46 @@ describe("credentials without TLS", function()
     assert.truthy(table.concat(info.warnings, " "):find("without TLS", 1, true))
   end)
 end)
+
+describe("a server that offers CRAM-MD5 but cannot check it", function()
+  local srv
+  setup(function() srv = H.start_hostile { behaviour = "cram_broken", starttls = true } end)
+  teardown(function() srv:stop() end)
+
+  local function login_req()
+    return request(srv, { Host = "localhost", UseSSL = true, RelayAuthenticationType = 2,
+      RelayUsername = "svc", RelayPassword = "pw-cram" })
+  end
+
+  it("is tried once more with PLAIN over TLS, and info.warnings names both mechanisms", function()
+    local res, info = store():test(login_req(), { ca_file = H.certs().ca })
+    assert.is_table(res, info and info.Message)
+    assert.are.equal("PLAIN", info.auth_mechanism)
+    local warned = table.concat(info.warnings, " ")
+    assert.truthy(warned:find("refused CRAM-MD5 and accepted PLAIN", 1, true), warned)
+    local cmds = srv:commands()
+    assert.truthy(cmds:find("AUTH CRAM-MD5", 1, true) and cmds:find("AUTH PLAIN", 1, true), cmds)
+  end)
+
+  it("goes straight to the mechanism auth_mechanism forces", function()
+    os.remove(srv.dir .. "/commands.log")
+    local res, info = store():test(login_req(), { ca_file = H.certs().ca, auth_mechanism = "LOGIN" })
+    assert.is_table(res, info and info.Message)
+    assert.are.equal("LOGIN", info.auth_mechanism)
+    assert.falsy(srv:commands():find("CRAM-MD5", 1, true))
+    assert.are.equal(0, #info.warnings)
+  end)
+
+  it("names the refused mechanism when it is forced and refused", function()
+    local _, err = store():test(login_req(), { ca_file = H.certs().ca, auth_mechanism = "CRAM-MD5" })
+    assert.are.equal("auth", err.stage)
+    assert.truthy(err.Message:find("with CRAM-MD5", 1, true), err.Message)
+  end)
+
+  it("is not tried with PLAIN without TLS", function()
+    local _, err = store():test(request(srv, { RelayAuthenticationType = 2, RelayUsername = "svc", RelayPassword = "pw" }),
+      { tls_mode = "none" })
+    assert.are.equal("auth", err.stage)
+    assert.truthy(err.Message:find("CRAM-MD5", 1, true), err.Message)
+  end)
+end)

@@ -222,6 +222,18 @@ describe("the HTTP API", function()
     assert.are.same({ "ops@example.com" }, m.meta.rcpt_tos)
   end)
 
+  it("takes AuthMechanism as kfsmtp's extra field, and names it when it is wrong", function()
+    local status, body = ngx_srv:request { method = "POST", path = "/KeyfactorAPI/SMTP/Test", user = ADMIN,
+      body = cjson.encode { Host = "127.0.0.1", Port = smtp.port, SenderAccount = "kf@example.com",
+        TestRecipient = "ops@example.com", authmechanism = "SCRAM-SHA-256" } }
+    local doc = error_body(status, body, "0xA0530001", 400)
+    assert.truthy(doc.Message:find('AuthMechanism must be "PLAIN", "LOGIN"', 1, true), doc.Message)
+    status = ngx_srv:request { method = "POST", path = "/KeyfactorAPI/SMTP/Test", user = ADMIN,
+      body = cjson.encode { Host = "127.0.0.1", Port = smtp.port, SenderAccount = "kf@example.com",
+        TestRecipient = "ops@example.com", AuthMechanism = "login", QuitAfter = "connect" } }
+    assert.are.equal(200, status)
+  end)
+
   it("reports a refused recipient as 502 with the stage's ErrorCode", function()
     local status, body = ngx_srv:request { method = "POST", path = "/KeyfactorAPI/SMTP/Test", user = ADMIN,
       body = cjson.encode { Host = "127.0.0.1", Port = smtp.port, SenderAccount = "kf@example.com",

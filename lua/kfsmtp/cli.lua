@@ -55,6 +55,10 @@ Test options:
   --helo NAME               EHLO name (default: this machine's host name)
   --connect-timeout-ms N    default ${connect_timeout_ms}
   --timeout-ms N            whole test, default ${timeout_ms}
+  --auth-mechanism MECH     PLAIN, LOGIN, CRAM-MD5, ...: log in with this one
+                            (default: the strongest both sides offer, and once
+                            PLAIN/LOGIN over TLS if a challenge-response one is
+                            refused)
   --quit-after STAGE        connect | tls | auth | rcpt: run the dialog up to
                             that stage and stop; NO message is sent
   --transcript              print the SMTP dialog (secrets as ***) on stderr
@@ -105,7 +109,7 @@ local FIELD_FLAGS = {
 }
 local OPTION_FLAGS = {
   ["tls-mode"] = "tls_mode", ["ca-file"] = "ca_file", helo = "helo",
-  ["pinned-pubkey"] = "pinned_pubkey", ["quit-after"] = "quit_after",
+  ["pinned-pubkey"] = "pinned_pubkey", ["quit-after"] = "quit_after", ["auth-mechanism"] = "auth_mechanism",
   ["connect-timeout-ms"] = "connect_timeout_ms", ["timeout-ms"] = "timeout_ms",
 }
 local SWITCHES = { transcript = true, info = true, insecure = true, replace = true,
@@ -344,6 +348,13 @@ function _M.main(argv, io_)
     opts.quit_after = options.quit_stage(opts.quit_after)
     if not opts.quit_after then
       say(("kfsmtp: --quit-after takes %s\n"):format(options.QUIT_STAGE_WORDS))
+      return EXIT.usage
+    end
+  end
+  if opts.auth_mechanism then
+    opts.auth_mechanism = options.mechanism(opts.auth_mechanism)
+    if not opts.auth_mechanism then
+      say(("kfsmtp: --auth-mechanism takes %s\n"):format(options.MECHANISM_WORDS))
       return EXIT.usage
     end
   end

@@ -172,6 +172,16 @@ local function copy(t)
   return c
 end
 
+-- kfsmtp's extra fields of POST /SMTP/Test (any letter case), not part of
+-- Keyfactor's API: QuitAfter, a check that sends no mail; AuthMechanism,
+-- the SASL mechanism to use.
+local EXTRA_FIELDS = {
+  quitafter = { name = "QuitAfter", option = "quit_after", read = options.quit_stage,
+    words = function() return options.QUIT_STAGE_WORDS end },
+  authmechanism = { name = "AuthMechanism", option = "auth_mechanism", read = options.mechanism,
+    words = function() return options.MECHANISM_WORDS end },
+}
+
 local ROUTES = {
   ["/smtp"] = { name = "smtp", allow = "GET, PUT", methods = { GET = users.READ, PUT = users.MODIFY } },
   ["/smtp/test"] = { name = "test", allow = "POST", methods = { POST = users.MODIFY } },
@@ -256,18 +266,17 @@ function Handler:handle()
   if route.name == "smtp" then
     status, body = in_thread(self.thread_pool, "kfsmtp.openresty", "run_update", self.store, req, api_version, details)
   else
-    -- QuitAfter (any letter case): kfsmtp's extra field for a check that
-    -- sends no mail; not part of Keyfactor's API.
     local opts = self.test_options
     for k, v in pairs(req) do
-      if type(k) == "string" and k:lower() == "quitafter" then
-        local stage = options.quit_stage(v)
-        if not stage then
-          local e = errors.field("QuitAfter", ("QuitAfter must be %s."):format(options.QUIT_STAGE_WORDS))
+      local extra = type(k) == "string" and EXTRA_FIELDS[k:lower()]
+      if extra then
+        local value = extra.read(v)
+        if not value then
+          local e = errors.field(extra.name, ("%s must be %s."):format(extra.name, extra.words()))
           return respond(e.status, error_json(e, details))
         end
         opts = copy(opts)
-        opts.quit_after = stage
+        opts[extra.option] = value
         req[k] = nil
       end
     end

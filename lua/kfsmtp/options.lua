@@ -12,7 +12,7 @@ local OPTION_KINDS = {
   store = "string", connect_timeout_ms = "number", timeout_ms = "number",
   tls_verify = "boolean", ca_file = "string", helo = "string",
   pinned_pubkey = "string", tls_mode = "string", transcript = "boolean",
-  quit_after = "string", api_version = "number",
+  quit_after = "string", api_version = "number", auth_mechanism = "string",
 }
 
 -- A list of names as a set, and as the words an error message offers.
@@ -27,6 +27,8 @@ end
 
 local TLS_MODES, TLS_MODE_WORDS = names(core.TLS_MODES)
 local QUIT_STAGES, QUIT_STAGE_WORDS = names(core.QUIT_STAGES)
+local MECHANISMS, MECHANISM_WORDS = names(core.SASL_MECHANISMS)
+_M.MECHANISM_WORDS = MECHANISM_WORDS
 -- quit_stage(v) --> the quit_after stage v names (any letter case) | nil;
 -- for the CLI and the HTTP API, which report a bad one in their own way.
 function _M.quit_stage(v)
@@ -64,6 +66,9 @@ function _M.check(opts, fname)
   if opts.quit_after and not QUIT_STAGES[opts.quit_after] then
     error(("kfsmtp.%s: quit_after must be %s, not %q"):format(fname, QUIT_STAGE_WORDS, opts.quit_after), 3)
   end
+  if opts.auth_mechanism and not MECHANISMS[opts.auth_mechanism] then
+    error(("kfsmtp.%s: auth_mechanism must be %s, not %q"):format(fname, MECHANISM_WORDS, opts.auth_mechanism), 3)
+  end
   if opts.api_version and opts.api_version ~= 1 and opts.api_version ~= 2 then
     error(("kfsmtp.%s: api_version must be 1 or 2, not %s"):format(fname, tostring(opts.api_version)), 3)
   end
@@ -80,6 +85,13 @@ function _M.check(opts, fname)
     end
   end
   return opts
+end
+
+-- mechanism(v) --> the SASL mechanism v names (any letter case) | nil.
+function _M.mechanism(v)
+  if type(v) ~= "string" then return nil end
+  v = v:upper()
+  return MECHANISMS[v] and v or nil
 end
 
 -- configure(opts): module defaults for every later call. Called as a

@@ -70,6 +70,42 @@ local function token_for(client, opts, clock)
   return token, cached, err
 end
 
+-- What the server said it can do, from its (last) EHLO reply:
+-- capabilities, AUTH mechanisms (both JSON arrays).
+local function offered(ehlo)
+  local capabilities, mechanisms = json.array(), json.array()
+  for i, line in ipairs(ehlo or {}) do
+    local text = line:match("^%d%d%d[ -](.*)$")
+    if text and i > 1 then
+      capabilities[#capabilities + 1] = text
+      local list = text:match("^[Aa][Uu][Tt][Hh][ =](.*)$")
+      if list then
+        for mech in list:gmatch("%S+") do mechanisms[#mechanisms + 1] = mech:upper() end
+      end
+    end
+  end
+  return capabilities, mechanisms
+end
+
+-- Challenge-response mechanisms: a server that offers one but keeps only
+-- hashed passwords refuses every login with it (a common Dovecot set-up),
+-- and libcurl picks it over PLAIN and LOGIN without trying those.
+local CHALLENGE_RESPONSE = { ["CRAM-MD5"] = true, ["DIGEST-MD5"] = true, NTLM = true }
+
+-- The mechanism to try once more with after r's refusal: PLAIN or LOGIN,
+-- when a challenge-response mechanism chosen by libcurl was refused, over
+-- TLS, and the server offers one of them | nil.
+local function fallback_mechanism(r, d, opts)
+  if r.ok or r.stage ~= "auth" or not r.auth_sent or not CHALLENGE_RESPONSE[r.auth_mechanism]
+      or options.get(opts, "auth_mechanism") or d.tls_mode == "none" or not (r.reply or ""):match("^5") then
+    return nil
+  end
+  local _, mechanisms = offered(r.ehlo)
+  local set = {}
+  for _, m in ipairs(mechanisms) do set[m] = true end
+  return set.PLAIN and "PLAIN" or set.LOGIN and "LOGIN" or nil
+end
+
 -- Delivers, fetching the token first for type 3; a cached token the relay
 -- refuses (revoked, or expired early) is replaced once, if time is left.
 -- Every token used is added to sent. result of core.deliver | nil, err
@@ -84,6 +120,14 @@ local function deliver(d, creds, opts, clock, sent)
   end
   budget(clock, d)
   local r = core.deliver(d)
+  local mech = not creds.client and fallback_mechanism(r, d, opts)
+  if mech and budget(clock, d) then
+    local refused = r.auth_mechanism
+    d.auth_mechanism = mech
+    r = core.deliver(d)
+    d.auth_mechanism = nil
+    r.fallback = { refused = refused, used = mech }
+  end
   if creds.client and not r.ok and r.stage == "auth" and r.auth_sent and cached then
     oauth.forget(creds.client)
     local fresh, _, why = token_for(creds.client, opts, clock)
@@ -101,23 +145,6 @@ local function queue_id_of(reply)
   if not reply then return nil end
   return reply:match("[Qq]ueued as ([%w%.%-_]+)") or reply:match("[Ii]nternal[Ii]d=(%d+)")
     or reply:match(" id=([%w%-]+)")
-end
-
--- What the server said it can do, from its (last) EHLO reply:
--- capabilities, AUTH mechanisms (both JSON arrays).
-local function offered(ehlo)
-  local capabilities, mechanisms = json.array(), json.array()
-  for i, line in ipairs(ehlo or {}) do
-    local text = line:match("^%d%d%d[ -](.*)$")
-    if text and i > 1 then
-      capabilities[#capabilities + 1] = text
-      local list = text:match("^[Aa][Uu][Tt][Hh][ =](.*)$")
-      if list then
-        for mech in list:gmatch("%S+") do mechanisms[#mechanisms + 1] = mech:upper() end
-      end
-    end
-  end
-  return capabilities, mechanisms
 end
 
 local function tls_info(r, tls_mode)
@@ -141,6 +168,10 @@ local function warnings_of(r, d, quit_after)
   end
   if quit_after then
     warnings[#warnings + 1] = ("quit_after = %q: the dialog stopped there as asked; no message was sent."):format(quit_after)
+  end
+  if r.fallback then
+    warnings[#warnings + 1] = ("The server refused %s and accepted %s with the same credentials: it cannot check %s (it likely keeps only password hashes). Set auth_mechanism = %q to skip the failing attempt, or have the server stop offering %s."):format(
+      r.fallback.refused, r.fallback.used, r.fallback.refused, r.fallback.used, r.fallback.refused)
   end
   return warnings
 end
@@ -197,6 +228,7 @@ function _M.run(store, req, opts)
     pinned_pubkey = options.get(opts, "pinned_pubkey"),
     transcript = opts.transcript == true,
     quit_after = opts.quit_after,
+    auth_mechanism = options.get(opts, "auth_mechanism"),
   }
   -- The secrets this test sends, masked in all it returns.
   local sent = { creds.password or false, creds.client and creds.client.client_secret or false }

@@ -90,6 +90,7 @@ function M.calls(core, ctx)
         { "pinned_pubkey", text(FIELD, true) }, { "tls_verify", bool },
         { "connect_timeout_ms", TIMEOUT }, { "timeout_ms", TIMEOUT }, { "transcript", bool },
         { "quit_after", choice(core.QUIT_STAGES, true) },
+        { "auth_mechanism", choice(core.SASL_MECHANISMS, true) },
       } },
     { fn = "fetch_token",
       base = { endpoint = endpoint .. "token", client_id = "id",

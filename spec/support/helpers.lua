@@ -124,12 +124,14 @@ end
 -- spec/support/hostile.py: a session normal up to the fault its
 -- behaviour names (QUIT never answered, a dripped or endless final reply,
 -- every AUTH refused or echoed).
--- start_hostile{ behaviour, greeting_delay_ms, oauth, mechs = "PLAIN LOGIN" }
+-- start_hostile{ behaviour, greeting_delay_ms, oauth, mechs = "PLAIN LOGIN",
+--   starttls = true (with the suite's certificate) }
 function H.start_hostile(opts)
   local dir = H.tmpdir()
-  H.exec(("%s%s spec/support/hostile.py --dir %s --behaviour %s --greeting-delay-ms %d %s --mechs %s > %s 2>&1 &"):format(
+  local tls = opts.starttls and ("--cert %s --key %s"):format(H.q(H.certs().cert), H.q(H.certs().key)) or ""
+  H.exec(("%s%s spec/support/hostile.py --dir %s --behaviour %s --greeting-delay-ms %d %s --mechs %s %s > %s 2>&1 &"):format(
     H.plain, H.python, H.q(dir), opts.behaviour, opts.greeting_delay_ms or 0, opts.oauth and "--oauth" or "",
-    H.q(opts.mechs or ""), H.q(dir .. "/log")))
+    H.q(opts.mechs or ""), tls, H.q(dir .. "/log")))
   local deadline = H.now_ms() + 10000
   while not H.exists(dir .. "/port") do
     assert(H.now_ms() < deadline, "hostile.py did not start: " .. (H.read(dir .. "/log") or ""))

@@ -16,6 +16,9 @@ usage: hostile.py --dir DIR --behaviour B [--greeting-delay-ms N] [--oauth]
   auth_refused        AUTH (any mechanism) gets 535 5.7.8; used with --oauth
                       to refuse every access token
   greylist            RCPT gets postgrey's "450 4.2.0 ... Greylisted" reply
+  cram_broken         AUTH offers CRAM-MD5 PLAIN LOGIN; CRAM-MD5 is always
+                      refused (a server keeping only password hashes), PLAIN
+                      and LOGIN accepted
   starttls_plain      STARTTLS is offered and answered 220, and then the
                       session goes on in plain text (the ClientHello gets a
                       500), as a broken relay or an inspecting firewall does
@@ -23,6 +26,7 @@ usage: hostile.py --dir DIR --behaviour B [--greeting-delay-ms N] [--oauth]
                       what the client sent: each base64 line as received,
                       and the password or token decoded
 
+--cert and --key offer STARTTLS with that certificate.
 --greeting-delay-ms holds the 220 greeting back. --oauth offers AUTH
 XOAUTH2 OAUTHBEARER in the EHLO reply; --mechs offers these mechanisms. Every command line goes to
 DIR/commands.log (AUTH payloads as ***); DIR/port and DIR/pid as
@@ -30,12 +34,13 @@ spec/support/smtpd.py writes them.
 """
 import argparse
 import asyncio
+import ssl
 import base64
 import binascii
 import os
 
 BEHAVIOURS = ["quit_silent", "rcpt_refused_silent", "final_drip", "final_flood", "auth_refused",
-              "echo_auth", "starttls_plain", "greylist"]
+              "echo_auth", "starttls_plain", "greylist", "cram_broken"]
 
 
 def atomic_write(path, data):
@@ -49,6 +54,7 @@ class Session:
     def __init__(self, args, reader, writer):
         self.args, self.reader, self.writer = args, reader, writer
         self.log = os.path.join(args.dir, "commands.log")
+        self.tls = False
 
     def note(self, line):
         with open(self.log, "a") as f:
@@ -94,6 +100,23 @@ class Session:
         await self.send("".join("535-5.7.8 you sent %s\r\n" % s for s in sent) +
                         "535 5.7.8 Authentication failed for secret %s\r\n" % secret)
 
+    async def cram_broken(self, line):
+        parts = line.split(" ")
+        mech = parts[1].upper() if len(parts) > 1 else ""
+        if mech == "CRAM-MD5":
+            await self.send("334 PDEyMzQ1LjY3ODlAaG9zdGlsZS5leGFtcGxlPg==\r\n")
+            await self.line()
+            await self.send("535 5.7.8 Error: authentication failed: authentication failure\r\n")
+            return
+        if mech == "LOGIN":
+            for prompt in ([] if len(parts) > 2 else ["VXNlcm5hbWU6"]) + ["UGFzc3dvcmQ6"]:
+                await self.send("334 %s\r\n" % prompt)
+                await self.line()
+        elif len(parts) < 3:
+            await self.send("334 \r\n")
+            await self.line()
+        await self.send("235 2.7.0 Authentication successful\r\n")
+
     async def final_reply(self):
         b = self.args.behaviour
         if b == "final_drip":
@@ -119,13 +142,23 @@ class Session:
                 return
             line = raw.decode("latin-1").rstrip("\r\n")
             verb = line.split(" ", 1)[0].upper()
-            self.note("AUTH ***" if verb == "AUTH" else line)
+            self.note(" ".join(line.split(" ")[:2]) + " ***" if verb == "AUTH" else line)
             if verb in ("EHLO", "HELO"):
                 mechs = ("XOAUTH2 OAUTHBEARER " if self.args.oauth else "") + (self.args.mechs or "")
+                if b == "cram_broken":
+                    mechs = "CRAM-MD5 PLAIN LOGIN"
                 await self.send("250-hostile.example\r\n" +
-                                ("250-STARTTLS\r\n" if b == "starttls_plain" else "") +
+                                ("250-STARTTLS\r\n" if b == "starttls_plain" or (self.args.cert and not self.tls) else "") +
                                 ("250-AUTH %s\r\n" % mechs.strip() if mechs.strip() else "") +
                                 "250 8BITMIME\r\n")
+            elif verb == "STARTTLS" and self.args.cert and b != "starttls_plain":
+                await self.send("220 2.0.0 Ready to start TLS\r\n")
+                ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+                ctx.load_cert_chain(self.args.cert, self.args.key)
+                await self.writer.start_tls(ctx)
+                self.tls = True
+            elif verb == "AUTH" and b == "cram_broken":
+                await self.cram_broken(line)
             elif verb == "AUTH":
                 if b == "echo_auth":
                     await self.echo_auth(line)
@@ -174,6 +207,8 @@ async def main():
     p.add_argument("--greeting-delay-ms", type=int, default=0)
     p.add_argument("--oauth", action="store_true")
     p.add_argument("--mechs", default="")
+    p.add_argument("--cert")
+    p.add_argument("--key")
     args = p.parse_args()
 
     async def handle(reader, writer):
