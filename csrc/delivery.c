@@ -24,7 +24,7 @@ static void dlv_reset(kf_delivery *d) {
     d->quit_at_data = d->quit_done = 0;
     d->auth_mechanism[0] = '\0';
     d->t_starttls = d->t_tls_done = d->t_auth = d->t_mail = d->t_final = 0;
-    d->connect_us = d->appconnect_us = d->total_us = d->os_errno = 0;
+    d->connect_us = d->appconnect_us = d->total_us = d->os_errno = d->ssl_verify_result = 0;
     d->msg_pos = 0;
 }
 
@@ -334,6 +334,8 @@ int kf_delivery_run(kf_delivery *d, const kf_delivery_req *req) {
         if (curl_easy_getinfo(h, CURLINFO_APPCONNECT_TIME_T, &t) == CURLE_OK) d->appconnect_us = (long)t;
         if (curl_easy_getinfo(h, CURLINFO_TOTAL_TIME_T, &t) == CURLE_OK) d->total_us = (long)t;
         if (curl_easy_getinfo(h, CURLINFO_OS_ERRNO, &d->os_errno) != CURLE_OK) d->os_errno = 0;
+        if (curl_easy_getinfo(h, CURLINFO_SSL_VERIFYRESULT, &d->ssl_verify_result) != CURLE_OK)
+            d->ssl_verify_result = 0;
         if (h != c && d->code == CURLE_OK) dlv_goodbye(d, h);
     }
     if (h != c) curl_easy_cleanup(h);

@@ -51,6 +51,7 @@ typedef struct kf_delivery {
     char login_options[32]; /* "AUTH=<mechanism>" when one is forced */
     double t_start, t_starttls, t_tls_done, t_auth, t_mail, t_final;
     long connect_us, appconnect_us, total_us, os_errno;
+    long ssl_verify_result; /* OpenSSL's X509_V_ERR_*, 0 when none */
     kf_tls_facts tls;
     const char *msg;
     size_t msg_len, msg_pos;

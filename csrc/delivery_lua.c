@@ -5,6 +5,8 @@
 #include <string.h>
 #include <unistd.h>
 
+#include <openssl/x509_vfy.h>
+
 #include "parts.h"
 #include "session.h"
 #include "token.h"
@@ -69,6 +71,16 @@ static void ldlv_set_tls(lua_State *L, const kf_tls_facts *t, int tls_verify) {
     lua_setfield(L, -2, "tls");
 }
 
+/* The name of why the server's certificate was not trusted, or NULL: for
+ * no verdict (a handshake that never got so far reports one too) libcurl's
+ * result code decides. */
+static const char *ldlv_cert_problem(long result) {
+#define LDLV_PROBLEM(name, text) if (result == X509_V_ERR_##name) return text;
+    KF_CERT_PROBLEM_LIST(LDLV_PROBLEM)
+#undef LDLV_PROBLEM
+    return NULL;
+}
+
 static void ldlv_push_result(lua_State *L, const kf_delivery *d, const kf_delivery_req *req) {
     lua_createtable(L, 0, 20);
     kf_session_outcome(L, d->code, d->errbuf);
@@ -80,6 +92,10 @@ static void ldlv_push_result(lua_State *L, const kf_delivery *d, const kf_delive
     if (d->code != CURLE_OK) {
         lua_pushstring(L, kf_stage_names[kf_delivery_failed_stage(d, req)]);
         lua_setfield(L, -2, "stage");
+        if (req->tls_verify) {
+            lua_pushstring(L, ldlv_cert_problem(d->ssl_verify_result));
+            lua_setfield(L, -2, "cert_problem");
+        }
     }
     kf_setfield_buf(L, "greeting", &d->greeting);
     kf_setfield_buf(L, "reply", &d->reply);

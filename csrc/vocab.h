@@ -29,6 +29,16 @@
     X(PLAIN, "PLAIN") X(LOGIN, "LOGIN") X(CRAM_MD5, "CRAM-MD5") X(DIGEST_MD5, "DIGEST-MD5") \
     X(NTLM, "NTLM") X(XOAUTH2, "XOAUTH2") X(OAUTHBEARER, "OAUTHBEARER")
 
+/* Why a certificate was not trusted, from OpenSSL's verify result (the
+ * X509_V_ERR_ name without its prefix): the diagnosis names the fix by
+ * these, never by the words of libcurl's message. */
+#define KF_CERT_PROBLEM_LIST(X) \
+    X(HOSTNAME_MISMATCH, "hostname_mismatch") X(IP_ADDRESS_MISMATCH, "hostname_mismatch") \
+    X(CERT_HAS_EXPIRED, "expired") X(CERT_NOT_YET_VALID, "not_yet_valid") \
+    X(DEPTH_ZERO_SELF_SIGNED_CERT, "untrusted") X(SELF_SIGNED_CERT_IN_CHAIN, "untrusted") \
+    X(UNABLE_TO_GET_ISSUER_CERT_LOCALLY, "untrusted") X(UNABLE_TO_VERIFY_LEAF_SIGNATURE, "untrusted") \
+    X(UNABLE_TO_GET_ISSUER_CERT, "untrusted") X(CERT_UNTRUSTED, "untrusted")
+
 #define KF_DEFAULT_PORT 25
 #define KF_MAX_PORT 65535
 /* UseSSL on this port means TLS from the first byte; elsewhere STARTTLS. */

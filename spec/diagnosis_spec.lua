@@ -180,14 +180,21 @@ describe("diagnosis.from_delivery, stage tls", function()
 
   it("a certificate for another name points at Host", function()
     local detail = "SSL: no alternative certificate subject name matches target host name 'mail.example.com'"
-    diagnosed(tls_failure(CURLE.PEER_FAILED_VERIFICATION, detail), nil, { kind = "tls_verify", status = 502,
+    diagnosed(tls_failure(CURLE.PEER_FAILED_VERIFICATION, detail, { cert_problem = "hostname_mismatch" }), nil, { kind = "tls_verify", status = 502,
       says = { 'is not valid for the name "mail.example.com"', "set Host to a name the certificate was issued for" },
       not_says = { "ca_file" } })
   end)
 
-  it("a certificate failure under another libcurl code is still tls_verify", function()
-    diagnosed(tls_failure(SSL_CONNECT_ERROR, "OpenSSL SSL_connect: error:0A000086:SSL routines::certificate verify failed"), nil,
-      { kind = "tls_verify", status = 502, says = { "could not be verified", "ca_file" } })
+  it("a certificate failure under another libcurl code is still tls_verify, by OpenSSL's verify result", function()
+    diagnosed(tls_failure(SSL_CONNECT_ERROR, "OpenSSL SSL_connect: error:0A000086:SSL routines::certificate verify failed",
+      { cert_problem = "untrusted" }), nil, { kind = "tls_verify", status = 502, says = { "could not be verified", "ca_file" } })
+  end)
+
+  it("an expired certificate or a clock behind say so, whatever libcurl's words", function()
+    diagnosed(tls_failure(CURLE.PEER_FAILED_VERIFICATION, "SSL certificate problem", { cert_problem = "expired" }), nil,
+      { kind = "tls_verify", status = 502, says = { "has expired", "must renew it" }, not_says = { "ca_file" } })
+    diagnosed(tls_failure(CURLE.PEER_FAILED_VERIFICATION, "SSL certificate problem", { cert_problem = "not_yet_valid" }), nil,
+      { kind = "tls_verify", status = 502, says = { "is not valid yet", "this machine's clock" } })
   end)
 
   it("a handshake timeout is tls_timeout within the shorter timeout, with a hint for implicit TLS", function()

@@ -82,10 +82,22 @@ local function plain_text_answer(f, lower)
     or lower:find("unexpected eof", 1, true) and f.ctx.tls_mode == "implicit" and f.r.server_spoke
 end
 
-local function certificate_problem(f, lower)
+-- What OpenSSL found wrong with the certificate (r.cert_problem, named by
+-- the core from the verify result, not read from libcurl's words) and the
+-- fix for it.
+local CERT_FIX = {
+  hostname_mismatch = "is not valid for the name %q (%s): set Host to a name the certificate was issued for",
+  expired = "has expired (%s): the relay's administrator must renew it; tls_verify = false only for a throwaway test",
+  not_yet_valid = "is not valid yet (%s): check this machine's clock, or the certificate's start date",
+}
+
+local function certificate_problem(f)
   local ctx = f.ctx
-  if lower:find("match", 1, true) then
-    return ("The certificate of the server at %s is not valid for the name %q (%s): set Host to a name the certificate was issued for."):format(where(ctx), ctx.host, f.detail)
+  local fix = CERT_FIX[f.r.cert_problem]
+  if fix == CERT_FIX.hostname_mismatch then
+    return ("The certificate of the server at %s " .. fix .. "."):format(where(ctx), ctx.host, f.detail)
+  elseif fix then
+    return ("The certificate of the server at %s " .. fix .. "."):format(where(ctx), f.detail)
   end
   return ("The certificate of the server at %s could not be verified (%s): give the relay's CA bundle with ca_file, or fix the certificate; tls_verify = false only for a throwaway test."):format(where(ctx), f.detail)
 end
@@ -106,8 +118,8 @@ BY_STAGE.tls = function(f)
     return "tls_verify", ("The public key of the server at %s does not match pinned_pubkey: the certificate changed or this is not the expected server."):format(where(ctx))
   elseif curl_code == CURLE.SSL_CACERT_BADFILE then
     return "tls_verify", ("The CA bundle could not be read (%s): check ca_file."):format(f.detail)
-  elseif curl_code == CURLE.PEER_FAILED_VERIFICATION or lower:find("certificate", 1, true) then
-    return "tls_verify", certificate_problem(f, lower)
+  elseif curl_code == CURLE.PEER_FAILED_VERIFICATION or f.r.cert_problem then
+    return "tls_verify", certificate_problem(f)
   elseif f.timed_out then
     return "tls_timeout", ("The TLS handshake with %s did not finish within %s."):format(where(ctx), secs(f.phase_ms))
       .. (implicit and " If the port speaks plain SMTP or STARTTLS (usually 25 or 587), set UseSSL accordingly or tls_mode = \"starttls\"." or "")
