@@ -344,18 +344,16 @@ function _M.main(argv, io_)
   for k, v in pairs(a.options) do opts[k] = v end
   if a.flags.insecure then opts.tls_verify = false end
   if a.flags.transcript then opts.transcript = true end
-  if opts.quit_after then
-    opts.quit_after = options.quit_stage(opts.quit_after)
-    if not opts.quit_after then
-      say(("kfsmtp: --quit-after takes %s\n"):format(options.QUIT_STAGE_WORDS))
-      return EXIT.usage
-    end
-  end
-  if opts.auth_mechanism then
-    opts.auth_mechanism = options.mechanism(opts.auth_mechanism)
-    if not opts.auth_mechanism then
-      say(("kfsmtp: --auth-mechanism takes %s\n"):format(options.MECHANISM_WORDS))
-      return EXIT.usage
+  -- Names taken in any letter case, as over HTTP.
+  for _, named in ipairs { { "quit_after", "--quit-after", options.quit_stage, options.QUIT_STAGE_WORDS },
+      { "auth_mechanism", "--auth-mechanism", options.mechanism, options.MECHANISM_WORDS } } do
+    local key, flag, read, words = named[1], named[2], named[3], named[4]
+    if opts[key] then
+      opts[key] = read(opts[key])
+      if not opts[key] then
+        say(("kfsmtp: %s takes %s\n"):format(flag, words))
+        return EXIT.usage
+      end
     end
   end
   local ok, res, info = pcall(store.test, store, req, opts)
