@@ -21,7 +21,6 @@ static void dlv_reset(kf_delivery *d) {
     d->body_bytes = d->body_noted = 0;
     d->credentials = d->aborted_no_auth = d->quit_sent = 0;
     d->tls_activity = 0;
-    d->quit_at_data = d->quit_done = 0;
     d->auth_mechanism[0] = '\0';
     d->t_starttls = d->t_tls_done = d->t_auth = d->t_mail = d->t_final = 0;
     d->connect_us = d->appconnect_us = d->total_us = d->os_errno = d->ssl_verify_result = 0;
@@ -171,38 +170,74 @@ static int dlv_debug(CURL *h, curl_infotype type, char *data, size_t size,
     return 0;
 }
 
-/* A probe stopped inside libcurl's connect phase ends as a polite client
- * does: QUIT, and the server's 221 read within the deadline, so that the
- * server logs a clean session and rate limiters count no abort. libcurl
- * closes such a connection without a word, so the copy of the handle
- * sends the command itself. */
-static void dlv_goodbye(kf_delivery *d, CURL *h) {
-    char buf[512];
-    size_t sent = 0;
+/* One command on a probe's connection (a copy of the handle that libcurl
+ * left after its connect phase), and its whole reply read within the
+ * deadline through the same line handlers as libcurl's own dialog.
+ * Returns the reply's code, or 0 when none came (closed, error, time). */
+static int dlv_exchange(kf_delivery *d, CURL *h, const char *command) {
+    char wire[KF_MAX_COMMAND + 2], buf[512], line[1024];
+    size_t len = strlen(command), sent = 0, have = 0;
     curl_socket_t sock = CURL_SOCKET_BAD;
-    if (curl_easy_send(h, "QUIT\r\n", 6, &sent) != CURLE_OK || sent != 6) return;
-    dlv_client_line(d, "QUIT", 4);
+    if (len > KF_MAX_COMMAND) return 0;
+    memcpy(wire, command, len);
+    memcpy(wire + len, "\r\n", 2);
+    if (curl_easy_send(h, wire, len + 2, &sent) != CURLE_OK || sent != len + 2) return 0;
+    dlv_client_line(d, command, len);
     if (curl_easy_getinfo(h, CURLINFO_ACTIVESOCKET, &sock) != CURLE_OK || sock == CURL_SOCKET_BAD)
-        return;
+        return 0;
     for (;;) {
-        size_t n = 0;
+        size_t n = 0, i;
         CURLcode rc = curl_easy_recv(h, buf, sizeof buf, &n);
         if (rc == CURLE_AGAIN) {
             double left = d->deadline.at_ms - kf_clock_ms();
             struct pollfd p = {sock, POLLIN, 0};
-            if (left < 1 || poll(&p, 1, (int)left) <= 0) return;
+            if (left < 1) d->deadline.hit = 1;
+            if (left < 1 || poll(&p, 1, (int)left) <= 0) return 0;
             continue;
         }
-        if (rc != CURLE_OK || n == 0) return;
-        dlv_each_line(d, buf, n, dlv_server_line);
-        /* The last line of the reply: "221 ..." ends with a CRLF after a
-         * code and a space (a multi-line reply has a '-' there). */
-        if (n >= 2 && buf[n - 1] == '\n') {
-            size_t start = n - 1;
-            while (start > 0 && buf[start - 1] != '\n') start--;
-            if (n - start >= 4 && buf[start + 3] == ' ') return;
+        if (rc != CURLE_OK || n == 0) return 0;
+        for (i = 0; i < n; i++) {
+            if (buf[i] != '\n') {
+                if (have < sizeof line) line[have++] = buf[i];
+                continue;
+            }
+            if (have > 0 && line[have - 1] == '\r') have--;
+            dlv_server_line(d, line, have);
+            /* The reply's last line: a code, then a space or nothing. */
+            if (have >= 3 && (have == 3 || line[3] == ' ') && line[0] >= '1' && line[0] <= '5')
+                return (line[0] - '0') * 100 + (line[1] - '0') * 10 + (line[2] - '0');
+            have = 0;
         }
     }
+}
+
+/* A probe's end on the copy of the handle: for quit_after = "rcpt", MAIL
+ * and RCPT (libcurl cannot stop before DATA, and inside DATA the only way
+ * out is to drop the connection); then, whatever came of them, QUIT and
+ * its 221, so that the server logs a clean session and rate limiters count
+ * no abort. libcurl itself closes such a connection without a word. */
+static void dlv_finish_probe(kf_delivery *d, CURL *h, const kf_delivery_req *req) {
+    char command[KF_MAX_COMMAND + 1];
+    if (d->code == CURLE_OK && d->credentials && !d->auth_sent) {
+        /* The server offered no AUTH: configured credentials are never
+         * skipped silently. */
+        d->aborted_no_auth = 1;
+        d->code = CURLE_ABORTED_BY_CALLBACK;
+    }
+    if (d->code == CURLE_OK && req->quit_after == KF_QUIT_RCPT) {
+        const char *verbs[] = {"MAIL FROM:", "RCPT TO:"};
+        const char *args[] = {req->mail_from, req->rcpt_to};
+        size_t k;
+        for (k = 0; k < 2 && d->code == CURLE_OK; k++) {
+            int code;
+            snprintf(command, sizeof command, "%s%s", verbs[k], args[k]);
+            code = dlv_exchange(d, h, command);
+            if (code / 100 != 2)
+                d->code = code ? CURLE_SEND_ERROR
+                               : d->deadline.hit ? CURLE_OPERATION_TIMEDOUT : CURLE_RECV_ERROR;
+        }
+    }
+    if (d->code != CURLE_OPERATION_TIMEDOUT && d->code != CURLE_RECV_ERROR) dlv_exchange(d, h, "QUIT");
 }
 
 static size_t dlv_read(char *buf, size_t size, size_t nitems, void *userp) {
@@ -213,12 +248,6 @@ static size_t dlv_read(char *buf, size_t size, size_t nitems, void *userp) {
      * stopping here (after 354, before any message byte) delivers nothing. */
     if (d->credentials && !d->auth_sent) {
         d->aborted_no_auth = 1;
-        return CURL_READFUNC_ABORT;
-    }
-    if (d->quit_at_data) {
-        /* quit_after = "rcpt": MAIL and RCPT were accepted and DATA got
-         * 354; stopping before the first byte delivers nothing. */
-        d->quit_done = 1;
         return CURL_READFUNC_ABORT;
     }
     if (left < room) room = left;
@@ -251,8 +280,7 @@ int kf_delivery_run(kf_delivery *d, const kf_delivery_req *req) {
     int starttls = req->tls_mode == KF_TLS_STARTTLS;
     int rc = 0;
     curl_off_t t;
-    int connect_only = req->quit_after == KF_QUIT_CONNECT || req->quit_after == KF_QUIT_TLS ||
-                       req->quit_after == KF_QUIT_AUTH;
+    int connect_only = req->quit_after != KF_QUIT_NEVER;
 
     dlv_reset(d);
     if (dlv_url(&url, req) != 0) { kf_buf_free(&url); return -1; }
@@ -262,7 +290,6 @@ int kf_delivery_run(kf_delivery *d, const kf_delivery_req *req) {
     d->msg_len = req->message_len;
     d->credentials = req->username != NULL && req->quit_after != KF_QUIT_CONNECT &&
                      req->quit_after != KF_QUIT_TLS;
-    d->quit_at_data = req->quit_after == KF_QUIT_RCPT;
     d->transcript_on = req->want_transcript;
 
     /* Every option is set on every run, so nothing leaks from one test into
@@ -324,7 +351,6 @@ int kf_delivery_run(kf_delivery *d, const kf_delivery_req *req) {
     if (o.code == CURLE_OK && rc == 0) {
         d->t_start = kf_clock_ms();
         d->code = curl_easy_perform(h);
-        if (d->code == CURLE_ABORTED_BY_CALLBACK && d->quit_done) d->code = CURLE_OK;
         if (d->code == CURLE_ABORTED_BY_CALLBACK && d->deadline.hit) {
             d->code = CURLE_OPERATION_TIMEDOUT;
             snprintf(d->errbuf, sizeof d->errbuf, "no answer within timeout_ms (%ld ms)",
@@ -336,7 +362,7 @@ int kf_delivery_run(kf_delivery *d, const kf_delivery_req *req) {
         if (curl_easy_getinfo(h, CURLINFO_OS_ERRNO, &d->os_errno) != CURLE_OK) d->os_errno = 0;
         if (curl_easy_getinfo(h, CURLINFO_SSL_VERIFYRESULT, &d->ssl_verify_result) != CURLE_OK)
             d->ssl_verify_result = 0;
-        if (h != c && d->code == CURLE_OK) dlv_goodbye(d, h);
+        if (h != c && d->code == CURLE_OK) dlv_finish_probe(d, h, req);
     }
     if (h != c) curl_easy_cleanup(h);
 

@@ -12,6 +12,9 @@
 #include "tls.h"
 #include "vocab.h"
 
+/* The longest command a probe writes itself: a verb and a mailbox. */
+#define KF_MAX_COMMAND 512
+
 typedef struct kf_delivery_req {
     const char *host;
     long port;
@@ -46,7 +49,6 @@ typedef struct kf_delivery {
     enum kf_stage stage; /* stage of the last command sent */
     int commands_sent, server_spoke, auth_sent, body_bytes, body_noted;
     int credentials, aborted_no_auth, transcript_on, quit_sent, tls_activity;
-    int quit_at_data, quit_done;
     char auth_mechanism[32];
     char login_options[32]; /* "AUTH=<mechanism>" when one is forced */
     double t_start, t_starttls, t_tls_done, t_auth, t_mail, t_final;

@@ -42,12 +42,11 @@ for _, server in ipairs(SERVERS) do
         assert.are.equal(stage == "auth" or stage == "rcpt", session:find("AUTH", 1, true) ~= nil, session)
         assert.are.equal(stage == "rcpt", session:find("MAIL FROM", 1, true) ~= nil, session)
         assert.are.equal(stage == "rcpt", session:find("RCPT TO", 1, true) ~= nil, session)
-        if stage ~= "rcpt" then
-          -- A polite end: the server saw QUIT and answered it.
-          assert.truthy(session:find("QUIT", 1, true), session)
-          local transcript = table.concat(info.transcript, "\n")
-          assert.truthy(transcript:find("C: QUIT\nS: 221", 1, true), transcript)
-        end
+        -- A polite end: the server saw QUIT (and no DATA) and answered it.
+        assert.truthy(session:find("QUIT", 1, true), session)
+        assert.falsy(session:find("DATA", 1, true), session)
+        local transcript = table.concat(info.transcript, "\n")
+        assert.truthy(transcript:find("C: QUIT\nS: 221", 1, true), transcript)
         if server.name ~= "plain" and (stage ~= "connect" or server.tls_mode == "implicit") then
           assert.is_true(info.tls.verified)
         end
@@ -69,6 +68,22 @@ describe("quit_after elsewhere", function()
       SenderAccount = "kf@example.com", TestRecipient = "nobody@example.com" }, { quit_after = "rcpt" })
     assert.are.equal("rcpt", err.stage)
     assert.are.equal(550, err.smtp_code)
+    H.sleep(0.1)
+    assert.truthy(srv:commands():find("RCPT TO:<nobody@example.com>.*QUIT"), srv:commands())
+  end)
+
+  it("never skips configured credentials: a server without AUTH fails the probe at auth", function()
+    local srv = H.start_smtp { mode = "plain", behaviour = "no_starttls_auth" }
+    finally(function() srv:stop() end)
+    for _, stage in ipairs { "auth", "rcpt" } do
+      local _, err = kfsmtp.open(H.store_path()):test({ Host = "127.0.0.1", Port = srv.port, SenderAccount = "kf@example.com",
+        TestRecipient = "ops@example.com", RelayAuthenticationType = 2, RelayUsername = "u", RelayPassword = "p" },
+        { quit_after = stage })
+      assert.are.equal("auth_not_offered", err.kind, err.Message)
+      assert.are.equal("auth", err.stage)
+    end
+    H.sleep(0.1)
+    assert.falsy(srv:commands():find("MAIL FROM", 1, true), srv:commands())
   end)
 
   it("is refused when unknown", function()
