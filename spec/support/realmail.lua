@@ -97,8 +97,11 @@ local function read_pid(path)
   return s and tonumber(s:match("%d+"))
 end
 
+-- A daemon's parent is init, which may take a second to reap it: a
+-- zombie has ended.
 local function alive(pid)
-  return H.exec("kill -0 " .. pid .. " 2>/dev/null") == true
+  local stat = H.read("/proc/" .. pid .. "/stat")
+  return stat ~= nil and stat:match("^%d+ %b() (%a)") ~= "Z"
 end
 
 -- Ends processes by their pids, all at once (each takes a second or
