@@ -27,7 +27,11 @@ fi
 rm -rf "$dir"
 mkdir -p "$dir/debs"
 # As root, apt drops to its _apt user to download, which cannot write here.
-(cd "$dir/debs" && apt-get -q -o APT::Sandbox::User=root download exim4-daemon-light > /dev/null)
+# Package lists older than the archive's current version: update, then retry.
+download() {
+  (cd "$dir/debs" && apt-get -q -o APT::Sandbox::User=root download exim4-daemon-light > /dev/null)
+}
+download 2>/dev/null || { $SUDO apt-get update -qq && download; }
 dpkg -x "$dir"/debs/exim4-daemon-light_*.deb "$dir/root.tmp"
 mv "$dir/root.tmp" "$dir/root"
 "$dir/root/usr/sbin/exim4" -C /dev/null -bV 2>/dev/null | head -1
