@@ -20,14 +20,19 @@ install_browser_driver() {
 cd "$(dirname "$0")/.."
 if [ -z "$missing" ]; then
   install_browser_driver
+  sh scripts/exim.sh
   exit 0
 fi
 echo "installing:$missing"
 SUDO=""
 [ "$(id -u)" -eq 0 ] || SUDO=sudo
-# postfix is wanted for its smtp-sink only (make bench): no mail system is
-# configured or started.
+# postfix is wanted for its smtp-sink (make bench) and for the real-server
+# specs, which run it from their own configuration folder: no system mail
+# setup is configured or started.
 echo "postfix postfix/main_mailer_type select No configuration" | $SUDO debconf-set-selections
 $SUDO apt-get update -qq
 DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq $missing >/dev/null
 install_browser_driver
+# Exim for the real-server specs: unpacked, never installed (it conflicts
+# with postfix as a package).
+sh scripts/exim.sh
