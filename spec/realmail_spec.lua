@@ -17,6 +17,7 @@
 -- Tag #realmail: the Lua 5.4 pass only (scripts/check.sh).
 local kfsmtp = require "kfsmtp"
 local H = require "helpers"
+local errors = require "kfsmtp.errors"
 local R = require "realmail"
 local REPLIES = require "real_replies"
 
@@ -91,8 +92,10 @@ local function command_of(transcript, reply)
   return nil
 end
 
--- The failure as kfsmtp reports it today (stage and the server's codes),
--- and the server's reply and EHLO as the fixture has them.
+-- The failure as kfsmtp reports it: the stage, the ErrorCode of want.kind,
+-- the server's codes, temporary, the fix the Message must name (want.says)
+-- and a wrong one it must not (want.not_says); and the server's reply and
+-- EHLO as the fixture has them.
 local function refused(server, situation, err, want)
   assert.is_table(err)
   assert.is_nil(err.Host, "the test succeeded")
@@ -100,6 +103,17 @@ local function refused(server, situation, err, want)
   assert.are.equal(want.status or 502, err.status, err.Message)
   assert.are.equal(want.smtp_code, err.smtp_code, err.Message)
   assert.are.equal(want.enhanced_code, err.enhanced_code, err.Message)
+  if not CAPTURE then
+    assert.are.equal(want.kind, err.kind, err.Message)
+    assert.are.equal(errors.CODES[want.kind][1], err.ErrorCode)
+    assert.are.equal(want.temporary or false, err.temporary)
+    for _, phrase in ipairs(want.says or {}) do
+      assert.truthy(err.Message:find(phrase, 1, true), ("%q lacks %q"):format(err.Message, phrase))
+    end
+    for _, phrase in ipairs(want.not_says or {}) do
+      assert.falsy(err.Message:find(phrase, 1, true), ("%q has %q"):format(err.Message, phrase))
+    end
+  end
   local reply = lines(err.smtp_reply)
   local seen = { command = command_of(err.transcript, reply[1]), reply = reply, ehlo = last_ehlo(err.transcript) }
   if CAPTURE then
@@ -126,7 +140,7 @@ local ABOUT = {
   connection_rate_limited = "the second connection within a minute (smtpd_client_connection_rate_limit = 1)",
   auth_failed = "a wrong password (CRAM-MD5)",
   cram_md5_hash_only = "the right password, CRAM-MD5 offered, the password stored only as a SHA512-CRYPT hash: refused like a wrong one",
-  implicit_tls_port_without_tls = "UseSSL false on the implicit-TLS port: the server waits for TLS, no greeting comes (kfsmtp times out)",
+  implicit_tls_port_without_tls = "UseSSL true on an implicit-TLS port other than 465, so STARTTLS: the server waits for TLS, no greeting comes (kfsmtp times out)",
   plain_port_with_implicit_tls = "tls_mode implicit on a STARTTLS port: the server's plain greeting comes where TLS was expected",
 }
 
@@ -266,49 +280,56 @@ describe("real mail servers #realmail", function()
     it("relay denied: anonymous client, outside recipient, MX port", function()
       local res, err = test(p.mx, { user = false })
       assert.is_nil(res)
-      refused("postfix", "relay_denied", err, { stage = "rcpt", smtp_code = 554, enhanced_code = "5.7.1" })
+      refused("postfix", "relay_denied", err, { stage = "rcpt", smtp_code = 554, enhanced_code = "5.7.1",
+        kind = "relay_denied", says = { "Set RelayAuthenticationType to 2" }, not_says = { "SenderAccount", "check TestRecipient" } })
     end)
 
     it("client host rejected: anonymous client on the submission port", function()
       local res, err = test(p.submission, { user = false })
       assert.is_nil(res)
-      refused("postfix", "client_host_rejected", err, { stage = "rcpt", smtp_code = 554, enhanced_code = "5.7.1" })
+      refused("postfix", "client_host_rejected", err, { stage = "rcpt", smtp_code = 554, enhanced_code = "5.7.1",
+        kind = "client_rejected", says = { "refused this machine's address" }, not_says = { "SenderAccount" } })
     end)
 
     it("sender not owned: alice sends as bob (reject_sender_login_mismatch)", function()
       local res, err = test(p.submission, { from = "bob@" .. R.DOMAIN })
       assert.is_nil(res)
-      refused("postfix", "sender_not_owned", err, { stage = "rcpt", smtp_code = 553, enhanced_code = "5.7.1" })
+      refused("postfix", "sender_not_owned", err, { stage = "rcpt", smtp_code = 553, enhanced_code = "5.7.1",
+        kind = "sender_rejected", says = { "send as <bob@", "Send As" }, not_says = { "TestRecipient" } })
     end)
 
-    -- No AUTH without TLS. libcurl goes on without it, and kfsmtp finds
-    -- that out only at DATA (SPEC: credentials are never skipped): a relay
-    -- refusal comes first, and where the recipient is accepted the error
-    -- carries the 354 that DATA got.
+    -- No AUTH without TLS: whatever the server refuses later (a relay
+    -- denial), the cause is that the configured credentials could not be
+    -- used (SPEC: credentials are never skipped), and the fix is UseSSL.
     it("AUTH only after TLS: UseSSL false with credentials, outside recipient", function()
       local res, err = test(p.mx, { ssl = false })
       assert.is_nil(res)
-      refused("postfix", "auth_only_after_tls", err, { stage = "rcpt", smtp_code = 554, enhanced_code = "5.7.1" })
+      refused("postfix", "auth_only_after_tls", err, { stage = "auth", smtp_code = 554, enhanced_code = "5.7.1",
+        kind = "auth_not_offered", says = { "It offers STARTTLS", "set UseSSL to true" }, not_says = { "SenderAccount" } })
       for _, line in ipairs(err.transcript) do assert.falsy(line:match("^C: AUTH"), line) end
     end)
 
     it("AUTH only after TLS: UseSSL false with credentials, local recipient", function()
       local res, err = test(p.mx, { ssl = false, to = "ops@" .. R.POSTFIX_DOMAIN })
       assert.is_nil(res)
-      refused("postfix", "auth_only_after_tls_local_recipient", err, { stage = "auth", smtp_code = 354 })
+      refused("postfix", "auth_only_after_tls_local_recipient", err, { stage = "auth",
+        kind = "auth_not_offered", says = { "set UseSSL to true", "nothing was delivered" } })
       for _, line in ipairs(err.transcript) do assert.falsy(line:match("^C: AUTH"), line) end
     end)
 
     it("STARTTLS required: plain MAIL on the submission port", function()
       local res, err = test(p.submission, { user = false, ssl = false })
       assert.is_nil(res)
-      refused("postfix", "starttls_required", err, { stage = "mail", smtp_code = 530, enhanced_code = "5.7.0" })
+      refused("postfix", "starttls_required", err, { stage = "mail", smtp_code = 530, enhanced_code = "5.7.0",
+        kind = "starttls_required", says = { "set UseSSL to true" }, not_says = { "SenderAccount" } })
     end)
 
     it("greylisted by postgrey: the first attempt", function()
       local res, err = test(p.greylist, { user = false, ssl = false, to = "ops@" .. R.POSTFIX_DOMAIN })
       assert.is_nil(res)
-      refused("postfix", "greylisted", err, { stage = "rcpt", smtp_code = 450, enhanced_code = "4.2.0" })
+      refused("postfix", "greylisted", err, { stage = "rcpt", smtp_code = 450, enhanced_code = "4.2.0",
+        kind = "greylisted", temporary = true, says = { "first attempt from a new client is expected to fail", "test again later" },
+        not_says = { "check TestRecipient", "RelayAuthenticationType" } })
     end)
 
     it("connection rate limit (1 a minute): the second connection", function()
@@ -318,36 +339,52 @@ describe("real mail servers #realmail", function()
       local err
       res, err = test(p.ratelimit, { user = false, ssl = false, to = rcpt })
       assert.is_nil(res)
-      refused("postfix", "connection_rate_limited", err, { stage = "greeting", smtp_code = 421, enhanced_code = "4.7.0" })
+      refused("postfix", "connection_rate_limited", err, { stage = "greeting", smtp_code = 421, enhanced_code = "4.7.0",
+        kind = "rate_limited", temporary = true, says = { "went over its limits", "temporary" } })
       assert.is_true(pf:log_shows("warning: Connection rate limit exceeded: 2 from localhost[127.0.0.1]"), pf:log())
     end)
 
     it("a wrong password", function()
       local res, err = test(p.submission, { password = "not-" .. R.USERS.alice })
       assert.is_nil(res)
-      refused("postfix", "auth_failed", err, { stage = "auth", smtp_code = 535, enhanced_code = "5.7.8" })
+      -- CRAM-MD5 is refused, then PLAIN over TLS once more: refused too.
+      refused("postfix", "auth_failed", err, { stage = "auth", smtp_code = 535, enhanced_code = "5.7.8",
+        kind = "auth", says = { "rejected the credentials with PLAIN", "check RelayUsername" } })
       assert.is_true(pf:log_shows("cram-md5(alice,127.0.0.1): Password mismatch"), pf:log())
     end)
 
     -- Dovecot offers CRAM-MD5, but has only a hash of this password: the
-    -- right password is refused like a wrong one; only Dovecot's log says why.
-    it("CRAM-MD5 offered, the password stored only as a hash", function()
-      local res, err = test(p.submission, { user = "hashed" })
-      assert.is_nil(res)
-      refused("postfix", "cram_md5_hash_only", err, { stage = "auth", smtp_code = 535, enhanced_code = "5.7.8" })
+    -- right password is refused like a wrong one (only Dovecot's log says
+    -- why), so kfsmtp tries PLAIN over TLS once more, and says so.
+    it("CRAM-MD5 offered, the password stored only as a hash: PLAIN once more, with a warning", function()
+      local res, info = test(p.submission, { user = "hashed" })
+      assert.is_table(res, info and info.Message)
+      assert.are.equal("PLAIN", info.auth_mechanism)
+      assert.truthy(table.concat(info.warnings, " "):find("refused CRAM-MD5 and accepted PLAIN", 1, true))
+      logged(info, "PLAIN", "hashed", R.OUTSIDE)
       assert.is_true(pf:log_shows("Requested CRAM-MD5 scheme, but we have only SHA512-CRYPT"), pf:log())
     end)
 
-    it("implicit-TLS port with UseSSL false: no greeting comes", function()
+    it("CRAM-MD5 forced on a hash-only password: refused, naming CRAM-MD5", function()
+      local res, err = test(p.submission, { user = "hashed" }, { auth_mechanism = "CRAM-MD5" })
+      assert.is_nil(res)
+      refused("postfix", "cram_md5_hash_only", err, { stage = "auth", smtp_code = 535, enhanced_code = "5.7.8",
+        kind = "auth", says = { "with CRAM-MD5", "set auth_mechanism to PLAIN or LOGIN" } })
+    end)
+
+    it("implicit-TLS port with UseSSL true on a port other than 465 (so STARTTLS): no greeting comes", function()
       local res, err = test(p.smtps, nil, { timeout_ms = 1500 })
       assert.is_nil(res)
-      refused("postfix", "implicit_tls_port_without_tls", err, { stage = "greeting", status = 504 })
+      refused("postfix", "implicit_tls_port_without_tls", err, { stage = "greeting", status = 504,
+        kind = "greeting_timeout", says = { 'Set tls_mode = "implicit" (or use port 465)' },
+        not_says = { "set UseSSL to true" } })
     end)
 
     it("STARTTLS port with tls_mode implicit: a plain greeting instead of TLS", function()
       local res, err = test(p.submission, nil, { tls_mode = "implicit" })
       assert.is_nil(res)
-      refused("postfix", "plain_port_with_implicit_tls", err, { stage = "tls" })
+      refused("postfix", "plain_port_with_implicit_tls", err, { stage = "tls", kind = "tls_mode",
+        says = { "answered in plain text, not TLS" } })
     end)
   end)
 
@@ -407,39 +444,46 @@ describe("real mail servers #realmail", function()
     it("relay denied: anonymous client, outside recipient", function()
       local res, err = test(p.submission, { user = false })
       assert.is_nil(res)
-      refused("exim", "relay_denied", err, { stage = "rcpt", smtp_code = 550 })
+      refused("exim", "relay_denied", err, { stage = "rcpt", smtp_code = 550,
+        kind = "relay_denied", says = { "Set RelayAuthenticationType to 2" }, not_says = { "SenderAccount" } })
     end)
 
     it("AUTH only after TLS: UseSSL false with credentials, outside recipient", function()
       local res, err = test(p.submission, { ssl = false })
       assert.is_nil(res)
-      refused("exim", "auth_only_after_tls", err, { stage = "rcpt", smtp_code = 550 })
+      refused("exim", "auth_only_after_tls", err, { stage = "auth", smtp_code = 550,
+        kind = "auth_not_offered", says = { "It offers STARTTLS", "set UseSSL to true" } })
       for _, line in ipairs(err.transcript) do assert.falsy(line:match("^C: AUTH"), line) end
     end)
 
     it("AUTH only after TLS: UseSSL false with credentials, local recipient", function()
       local res, err = test(p.submission, { ssl = false, to = "ops@" .. R.EXIM_DOMAIN })
       assert.is_nil(res)
-      refused("exim", "auth_only_after_tls_local_recipient", err, { stage = "auth", smtp_code = 354 })
+      refused("exim", "auth_only_after_tls_local_recipient", err, { stage = "auth",
+        kind = "auth_not_offered", says = { "set UseSSL to true" } })
     end)
 
     it("a wrong password", function()
       local res, err = test(p.submission, { password = "not-" .. R.USERS.alice })
       assert.is_nil(res)
-      refused("exim", "auth_failed", err, { stage = "auth", smtp_code = 535 })
+      refused("exim", "auth_failed", err, { stage = "auth", smtp_code = 535,
+        kind = "auth", says = { "rejected the credentials with PLAIN", "check RelayUsername" } })
       assert.is_true(ex:log_shows("CRAM authenticator failed for (" .. HELO .. ") [127.0.0.1]: 535 Incorrect authentication data (set_id=alice)"), ex:log())
     end)
 
-    it("implicit-TLS port with UseSSL false: no greeting comes", function()
+    it("implicit-TLS port with UseSSL true on a port other than 465 (so STARTTLS): no greeting comes", function()
       local res, err = test(p.smtps, nil, { timeout_ms = 1500 })
       assert.is_nil(res)
-      refused("exim", "implicit_tls_port_without_tls", err, { stage = "greeting", status = 504 })
+      refused("exim", "implicit_tls_port_without_tls", err, { stage = "greeting", status = 504,
+        kind = "greeting_timeout", says = { 'Set tls_mode = "implicit" (or use port 465)' },
+        not_says = { "set UseSSL to true" } })
     end)
 
     it("STARTTLS port with tls_mode implicit: a plain greeting instead of TLS", function()
       local res, err = test(p.submission, nil, { tls_mode = "implicit" })
       assert.is_nil(res)
-      refused("exim", "plain_port_with_implicit_tls", err, { stage = "tls" })
+      refused("exim", "plain_port_with_implicit_tls", err, { stage = "tls", kind = "tls_mode",
+        says = { "answered in plain text, not TLS" } })
     end)
   end)
 end)
