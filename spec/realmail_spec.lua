@@ -224,6 +224,20 @@ describe("real mail servers #realmail", function()
       assert.is_true(pf:log_shows(pattern(q .. ": to=<" .. rcpt .. ">, relay=none,") .. ".-status=sent", true), pf:log())
     end
 
+    -- A probe ends with QUIT: Postfix's own disconnect line counts it, and
+    -- nothing is queued. Each probe runs on a port of its own so that its
+    -- disconnect line is the last one.
+    for _, case in ipairs { { "auth", "submission", "ehlo=2 starttls=1 auth=1 quit=1 commands=5" },
+        { "rcpt", "submission_plain", "ehlo=2 starttls=1 auth=1 mail=1 rcpt=1 quit=1 commands=7" } } do
+      it("quit_after " .. case[1] .. " ends the session with QUIT, as Postfix logs it, and queues nothing", function()
+        local before = select(2, pf:log():gsub("message%-id=", ""))
+        local res, info = test(p[case[2]], nil, { quit_after = case[1] })
+        assert.is_table(res, info and info.Message)
+        assert.is_true(pf:log_shows("disconnect from localhost[127.0.0.1] " .. case[3]), pf:log())
+        assert.are.equal(before, select(2, pf:log():gsub("message%-id=", "")), "a message was queued")
+      end)
+    end
+
     it("starts in a few seconds, from its own configuration folder", function()
       assert.truthy(started_ms < 20000, started_ms)
       assert.is_true(pf:log_shows("daemon started -- version 3.7."), pf:log())
