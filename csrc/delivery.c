@@ -3,6 +3,7 @@
  * callback (stage reached, replies, redacted transcript, per-stage timing,
  * TLS facts) and classifies where a failure happened. Callbacks only write
  * into C buffers: nothing here can raise a Lua error inside libcurl. */
+#include <ctype.h>
 #include <poll.h>
 #include <stdio.h>
 #include <string.h>
@@ -20,7 +21,7 @@ static void dlv_reset(kf_delivery *d) {
     d->commands_sent = d->server_spoke = d->auth_sent = 0;
     d->body_bytes = d->body_noted = 0;
     d->credentials = d->aborted_no_auth = d->quit_sent = 0;
-    d->tls_activity = 0;
+    d->tls_activity = d->tls_plain_reply = 0;
     d->auth_mechanism[0] = '\0';
     d->t_starttls = d->t_tls_done = d->t_auth = d->t_mail = d->t_final = 0;
     d->connect_us = d->appconnect_us = d->total_us = d->os_errno = d->ssl_verify_result = 0;
@@ -158,8 +159,15 @@ static int dlv_debug(CURL *h, curl_infotype type, char *data, size_t size,
     case CURLINFO_DATA_OUT:
         d->body_bytes += (int)size;
         break;
-    case CURLINFO_SSL_DATA_OUT:
     case CURLINFO_SSL_DATA_IN:
+        /* libcurl shows each record header it reads. Where TLS was due, a
+         * reply code there ("220 ", "500-") is the server speaking plain
+         * SMTP: a named fact, not OpenSSL's words for it. */
+        if (size >= 4 && isdigit((unsigned char)data[0]) && isdigit((unsigned char)data[1]) &&
+            isdigit((unsigned char)data[2]) && (data[3] == ' ' || data[3] == '-'))
+            d->tls_plain_reply = 1;
+        /* fall through */
+    case CURLINFO_SSL_DATA_OUT:
         /* TLS records prove a TCP connection even where libcurl records
          * its connect time only once TLS is up (implicit TLS). */
         d->tls_activity = 1;

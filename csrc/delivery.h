@@ -49,6 +49,7 @@ typedef struct kf_delivery {
     enum kf_stage stage; /* stage of the last command sent */
     int commands_sent, server_spoke, auth_sent, body_bytes, body_noted;
     int credentials, aborted_no_auth, transcript_on, quit_sent, tls_activity;
+    int tls_plain_reply; /* a plain SMTP reply came where a TLS record was due */
     char auth_mechanism[32];
     char login_options[32]; /* "AUTH=<mechanism>" when one is forced */
     double t_start, t_starttls, t_tls_done, t_auth, t_mail, t_final;

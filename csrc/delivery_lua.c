@@ -110,6 +110,8 @@ static void ldlv_push_result(lua_State *L, const kf_delivery *d, const kf_delive
     lua_setfield(L, -2, "auth_not_offered");
     lua_pushboolean(L, d->auth_sent);
     lua_setfield(L, -2, "auth_sent");
+    lua_pushboolean(L, d->tls_plain_reply);
+    lua_setfield(L, -2, "tls_plain_reply");
     ldlv_set_timings(L, d, req);
     if (d->tls.captured) ldlv_set_tls(L, &d->tls, req->tls_verify);
 }

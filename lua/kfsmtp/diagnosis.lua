@@ -76,12 +76,6 @@ BY_STAGE.greeting = function(f)
   return f.timed_out and "greeting_timeout" or "greeting", msg
 end
 
-local function plain_text_answer(f, lower)
-  return lower:find("wrong version number", 1, true) or lower:find("packet length too long", 1, true)
-    or lower:find("record layer failure", 1, true)
-    or lower:find("unexpected eof", 1, true) and f.ctx.tls_mode == "implicit" and f.r.server_spoke
-end
-
 -- What OpenSSL found wrong with the certificate (r.cert_problem, named by
 -- the core from the verify result, not read from libcurl's words) and the
 -- fix for it.
@@ -104,15 +98,14 @@ end
 
 BY_STAGE.tls = function(f)
   local ctx, curl_code = f.ctx, f.r.curl_code
-  local lower = (f.detail or ""):lower()
   local implicit = ctx.tls_mode == "implicit"
   if curl_code == CURLE.USE_SSL_FAILED then
     return "starttls_missing", ("The server at %s did not offer STARTTLS, and UseSSL requires TLS (kfsmtp never falls back to plain text): enable STARTTLS on the relay, use its implicit-TLS port (465), or set UseSSL to false if mail may travel unencrypted."):format(where(ctx))
-  elseif plain_text_answer(f, lower) and ctx.tls_mode == "starttls" then
+  elseif f.r.tls_plain_reply and ctx.tls_mode == "starttls" then
     -- The server offered and accepted STARTTLS, then did not speak TLS:
     -- turning TLS off would only hide the fault.
     return "tls", ("The server at %s accepted STARTTLS but then answered in plain text instead of starting TLS (%s): the relay's TLS set-up is broken, or a device on the path (a firewall inspecting SMTP) strips it. Fix that; do not set UseSSL to false, which would send mail and credentials unencrypted."):format(where(ctx), f.detail)
-  elseif plain_text_answer(f, lower) then
+  elseif f.r.tls_plain_reply then
     return "tls_mode", ("%s answered in plain text, not TLS: port %d speaks plain SMTP. Set UseSSL to false, or keep it true and use tls_mode = \"starttls\" if the server offers STARTTLS."):format(where(ctx), ctx.port)
   elseif curl_code == CURLE.SSL_PINNEDPUBKEYNOTMATCH then
     return "tls_verify", ("The public key of the server at %s does not match pinned_pubkey: the certificate changed or this is not the expected server."):format(where(ctx))
