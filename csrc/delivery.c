@@ -21,7 +21,7 @@ static void dlv_reset(kf_delivery *d) {
     d->commands_sent = d->server_spoke = d->auth_sent = 0;
     d->body_bytes = d->body_noted = 0;
     d->credentials = d->aborted_no_auth = d->quit_sent = 0;
-    d->tls_activity = d->tls_plain_reply = 0;
+    d->tls_activity = d->tls_plain_reply = d->lines_dropped = 0;
     d->auth_mechanism[0] = '\0';
     d->t_starttls = d->t_tls_done = d->t_auth = d->t_mail = d->t_final = 0;
     d->connect_us = d->appconnect_us = d->total_us = d->os_errno = d->ssl_verify_result = 0;
@@ -116,6 +116,12 @@ static void dlv_server_line(kf_delivery *d, const char *line, size_t n) {
             kf_buf_printf(&d->transcript, "%sC: [message, %d bytes, then .]",
                           d->transcript.len ? "\n" : "", d->body_bytes);
     }
+    /* A server that floods lines (an endless "250-" reply) until the
+     * deadline gets no more memory than this: the rest is not kept. */
+    if (d->transcript.len + d->reply.len > KF_MAX_KEPT) {
+        d->lines_dropped = 1;
+        return;
+    }
     if (d->transcript_on) {
         kf_buf_puts(&d->transcript, d->transcript.len ? "\nS: " : "S: ");
         kf_buf_append(&d->transcript, line, n);
@@ -184,7 +190,7 @@ static int dlv_debug(CURL *h, curl_infotype type, char *data, size_t size,
  * Returns the reply's code, or 0 when none came (closed, error, time). */
 static int dlv_exchange(kf_delivery *d, CURL *h, const char *command) {
     char wire[KF_MAX_COMMAND + 2], buf[512], line[1024];
-    size_t len = strlen(command), sent = 0, have = 0;
+    size_t len = strlen(command), sent = 0, have = 0, total = 0;
     curl_socket_t sock = CURL_SOCKET_BAD;
     if (len > KF_MAX_COMMAND) return 0;
     memcpy(wire, command, len);
@@ -195,15 +201,23 @@ static int dlv_exchange(kf_delivery *d, CURL *h, const char *command) {
         return 0;
     for (;;) {
         size_t n = 0, i;
-        CURLcode rc = curl_easy_recv(h, buf, sizeof buf, &n);
+        double left = d->deadline.at_ms - kf_clock_ms();
+        CURLcode rc;
+        /* A server that never stops sending gets no more than a reply's
+         * worth of memory, and no more than the deadline. */
+        if (left < 1) {
+            d->deadline.hit = 1;
+            return 0;
+        }
+        if (total > KF_MAX_REPLY) return 0;
+        rc = curl_easy_recv(h, buf, sizeof buf, &n);
         if (rc == CURLE_AGAIN) {
-            double left = d->deadline.at_ms - kf_clock_ms();
             struct pollfd p = {sock, POLLIN, 0};
-            if (left < 1) d->deadline.hit = 1;
-            if (left < 1 || poll(&p, 1, (int)left) <= 0) return 0;
+            if (poll(&p, 1, (int)left) <= 0) return 0;
             continue;
         }
         if (rc != CURLE_OK || n == 0) return 0;
+        total += n;
         for (i = 0; i < n; i++) {
             if (buf[i] != '\n') {
                 if (have < sizeof line) line[have++] = buf[i];

@@ -12,8 +12,13 @@
 #include "tls.h"
 #include "vocab.h"
 
-/* The longest command a probe writes itself: a verb and a mailbox. */
+/* The longest command a probe writes itself: a verb and a mailbox; and
+ * the most it reads of one reply (libcurl's own dialog has its own cap). */
 #define KF_MAX_COMMAND 512
+#define KF_MAX_REPLY (64 * 1024)
+/* The most a delivery keeps of what the server said (replies and
+ * transcript together). */
+#define KF_MAX_KEPT (256 * 1024)
 
 typedef struct kf_delivery_req {
     const char *host;
@@ -50,6 +55,7 @@ typedef struct kf_delivery {
     int commands_sent, server_spoke, auth_sent, body_bytes, body_noted;
     int credentials, aborted_no_auth, transcript_on, quit_sent, tls_activity;
     int tls_plain_reply; /* a plain SMTP reply came where a TLS record was due */
+    int lines_dropped;   /* the server said more than KF_MAX_KEPT */
     char auth_mechanism[32];
     char login_options[32]; /* "AUTH=<mechanism>" when one is forced */
     double t_start, t_starttls, t_tls_done, t_auth, t_mail, t_final;

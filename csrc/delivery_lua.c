@@ -14,12 +14,13 @@
 
 static void ldlv_push_lines(lua_State *L, const kf_buf *b) {
     int i = 0;
-    const char *p = b->data;
+    const char *p = b->data, *end = b->data + b->len;
     lua_newtable(L);
     if (!p || b->len == 0) return;
+    /* By length, not by NUL: a server's line may hold one. */
     for (;;) {
-        const char *nl = strchr(p, '\n');
-        size_t n = nl ? (size_t)(nl - p) : strlen(p);
+        const char *nl = memchr(p, '\n', (size_t)(end - p));
+        size_t n = nl ? (size_t)(nl - p) : (size_t)(end - p);
         lua_pushlstring(L, p, n);
         lua_rawseti(L, -2, ++i);
         if (!nl) break;
@@ -74,7 +75,11 @@ static void ldlv_set_tls(lua_State *L, const kf_tls_facts *t, int tls_verify) {
 /* The name of why the server's certificate was not trusted, or NULL: for
  * no verdict (a handshake that never got so far reports one too) libcurl's
  * result code decides. */
-static const char *ldlv_cert_problem(long result) {
+static const char *ldlv_cert_problem(const kf_delivery *d) {
+    long result = d->ssl_verify_result;
+    /* libcurl checks the host name itself, after OpenSSL found the chain
+     * good: a refused peer with a good chain is a name mismatch. */
+    if (d->code == CURLE_PEER_FAILED_VERIFICATION && result == X509_V_OK) return "hostname_mismatch";
 #define LDLV_PROBLEM(name, text) if (result == X509_V_ERR_##name) return text;
     KF_CERT_PROBLEM_LIST(LDLV_PROBLEM)
 #undef LDLV_PROBLEM
@@ -93,7 +98,7 @@ static void ldlv_push_result(lua_State *L, const kf_delivery *d, const kf_delive
         lua_pushstring(L, kf_stage_names[kf_delivery_failed_stage(d, req)]);
         lua_setfield(L, -2, "stage");
         if (req->tls_verify) {
-            lua_pushstring(L, ldlv_cert_problem(d->ssl_verify_result));
+            lua_pushstring(L, ldlv_cert_problem(d));
             lua_setfield(L, -2, "cert_problem");
         }
     }

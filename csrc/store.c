@@ -15,6 +15,7 @@
 #include <string.h>
 #include <sys/file.h>
 #include <sys/stat.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "store.h"
@@ -160,6 +161,7 @@ fail:
 }
 
 int kf_store_lock(const char *path, const char **kind) {
+    long waited_ms;
     size_t plen = strlen(path);
     char *lock_path = malloc(plen + sizeof ".lock");
     struct stat st;
@@ -170,8 +172,14 @@ int kf_store_lock(const char *path, const char **kind) {
     fd = store_open(lock_path, O_RDWR | O_CREAT, 0600, &st, kind);
     free(lock_path);
     if (fd < 0) return fd;
-    while (flock(fd, LOCK_EX) != 0) {
-        if (errno != EINTR) { int e = errno; close(fd); return -e; }
+    /* Bounded: a holder that never lets go (a stopped process, a hung
+     * network mount, another user sharing the folder) must not hold a
+     * writer, and its nginx worker thread, forever. */
+    for (waited_ms = 0; flock(fd, LOCK_EX | LOCK_NB) != 0; waited_ms += 10) {
+        const struct timespec tick = {0, 10 * 1000000L};
+        if (errno != EWOULDBLOCK && errno != EINTR) { int e = errno; close(fd); return -e; }
+        if (waited_ms >= KF_LOCK_WAIT_MS) { close(fd); return -KF_ELOCKED; }
+        nanosleep(&tick, NULL);
     }
     return fd;
 }

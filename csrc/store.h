@@ -9,6 +9,9 @@
  * than a regular file (a symbolic link, a FIFO, a device, a folder); the
  * function's kind argument then names it. */
 #define KF_ENOTFILE 4096
+/* Returned negated when another holder kept the lock past KF_LOCK_WAIT_MS. */
+#define KF_ELOCKED 4097
+#define KF_LOCK_WAIT_MS 10000
 
 /* Reads the whole file into out and writes its change signature. Returns 0,
  * 1 when the file does not exist, -KF_ENOTFILE or -errno. */

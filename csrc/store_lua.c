@@ -14,6 +14,12 @@
 /* kf_fail, or for something other than a regular file at the path:
  * nil, "WHAT: it is a FIFO, not a regular file", KF_ENOTFILE. */
 static int lstore_fail(lua_State *L, const char *what, int rc, const char *kind) {
+    if (rc == -KF_ELOCKED) {
+        lua_pushnil(L);
+        lua_pushfstring(L, "%s: another process has held its lock for over %d s", what, KF_LOCK_WAIT_MS / 1000);
+        kf_pushint(L, KF_ELOCKED);
+        return 3;
+    }
     if (rc != -KF_ENOTFILE) return kf_fail(L, what, -rc);
     lua_pushnil(L);
     lua_pushfstring(L, "%s: it is a %s, not a regular file", what, kind);

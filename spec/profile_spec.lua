@@ -401,6 +401,18 @@ describe("profile.stored_password", function()
     says(err, "tls_mode \"none\" differs")
   end)
 
+  it("is not sent in clear by forcing a mechanism that carries it", function()
+    local plain = with(STORED, { UseSSL = false })
+    for _, mech in ipairs { "PLAIN", "LOGIN" } do
+      local err = refuses("RelayPassword", profile.stored_password, request { UseSSL = false }, plain, nil, mech)
+      says(err, "auth_mechanism " .. mech .. " would send the stored password in clear")
+      refuses("RelayPassword", profile.stored_password, request { UseSSL = false }, plain, "none", mech)
+    end
+    assert.are.equal("stored-pw", profile.stored_password(request { UseSSL = false }, plain, nil, "CRAM-MD5"))
+    assert.are.equal("stored-pw", profile.stored_password(request {}, STORED, nil, "PLAIN"))
+    assert.are.equal("typed", profile.stored_password(request { UseSSL = false, RelayPassword = "typed" }, plain, nil, "PLAIN"))
+  end)
+
   it("needs a password when none, or an empty one, is stored", function()
     local err = refuses("RelayPassword", profile.stored_password, request {}, {})
     says(err, "RelayPassword is required when RelayAuthenticationType is 2")

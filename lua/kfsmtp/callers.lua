@@ -179,7 +179,13 @@ function _M.authenticate(handler, creds)
   local shm = ngx.shared[handler.auth_shared_dict]
   local key = ngx.hmac_sha1(hmac_key(shm), handler.users_file .. "\0" .. hash .. "\0" .. name .. "\0" .. creds.password)
   local now = ngx.now()
-  if user and recalls(shm, verified, key, now) then return user.permissions end
+  if user and recalls(shm, verified, key, now) then
+    -- A caller in use stays remembered (a sliding expiry), so that one
+    -- signed in before a flood of guesses at its name is not locked out
+    -- when the first memory would have run out.
+    remember(shm, verified, key, now)
+    return user.permissions
+  end
   if recalls(shm, failed, key, now) then return nil end
   local ok, kind
   ok, kind, why = check(handler, key, name, creds.password, hash, now)

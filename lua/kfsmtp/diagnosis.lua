@@ -168,12 +168,20 @@ BY_STAGE.auth = function(f)
   return "auth", ("The server at %s rejected the credentials%s: check RelayUsername and RelayPassword."):format(where(ctx), f.reply and (" (" .. f.reply .. ")") or "")
 end
 
+-- No answer to MAIL or RCPT: often the relay's own slow DNS or SPF checks.
+local function no_answer(f, command)
+  return "timeout", ("The server at %s did not answer %s within %s: it may be slow checking the sender or the recipient (DNS, SPF); allow more time with timeout_ms, or ask its administrator."):format(
+    where(f.ctx), command, secs(f.phase_ms))
+end
+
 BY_STAGE.mail = function(f)
-  return f.timed_out and "timeout" or "mail", ("The server refused the sender <%s>%s. SenderAccount must be an address the relay lets this client (or RelayUsername) send as."):format(f.ctx.sender, colon(f.reply))
+  if f.timed_out then return no_answer(f, "MAIL FROM") end
+  return "mail", ("The server refused the sender <%s>%s. SenderAccount must be an address the relay lets this client (or RelayUsername) send as."):format(f.ctx.sender, colon(f.reply))
 end
 
 BY_STAGE.rcpt = function(f)
-  return f.timed_out and "timeout" or "rcpt", ("The server refused the recipient <%s>%s. Check TestRecipient."):format(f.ctx.recipient, colon(f.reply))
+  if f.timed_out then return no_answer(f, "RCPT TO") end
+  return "rcpt", ("The server refused the recipient <%s>%s. Check TestRecipient."):format(f.ctx.recipient, colon(f.reply))
 end
 
 BY_STAGE.data = function(f)

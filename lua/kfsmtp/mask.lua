@@ -49,14 +49,21 @@ function _M.needles(secrets)
   return list
 end
 
+-- One pass per needle, the pieces joined once: linear in the string's
+-- length however often a server repeats the secret.
 local function mask_string(s, needles)
   for _, needle in ipairs(needles) do
-    local from = 1
-    while true do
-      local i, j = s:find(needle, from, true)
-      if not i then break end
-      s = s:sub(1, i - 1) .. MASK .. s:sub(j + 1)
-      from = i + #MASK
+    if s:find(needle, 1, true) then
+      local pieces, from = {}, 1
+      while true do
+        local i, j = s:find(needle, from, true)
+        if not i then break end
+        pieces[#pieces + 1] = s:sub(from, i - 1)
+        pieces[#pieces + 1] = MASK
+        from = j + 1
+      end
+      pieces[#pieces + 1] = s:sub(from)
+      s = table.concat(pieces)
     end
   end
   return s

@@ -11,7 +11,10 @@ local type, tonumber, os_time, max = type, tonumber, os.time, math.max
 
 local _M = {}
 
-local tokens = {}
+local tokens, token_count = {}, 0
+-- A caller who may change the profile can make the process fetch tokens
+-- from an endpoint of their own for any scope: the cache stays bounded.
+local MAX_TOKENS = 64
 local TOKEN_MARGIN_S = 60
 -- Lifetime assumed when the answer gives none.
 local DEFAULT_LIFETIME_S = 3600
@@ -23,7 +26,8 @@ local function token_key(client)
 end
 
 function _M.forget(client)
-  tokens[token_key(client)] = nil
+  local key = token_key(client)
+  if tokens[key] then tokens[key], token_count = nil, token_count - 1 end
 end
 
 -- What a refusal says, and what to check.
@@ -75,6 +79,8 @@ function _M.token(client, opts, limits)
     return nil, nil, refused(r, doc)
   end
   local lifetime = tonumber(doc.expires_in) or DEFAULT_LIFETIME_S
+  if token_count >= MAX_TOKENS then tokens, token_count = {}, 0 end
+  if not tokens[key] then token_count = token_count + 1 end
   tokens[key] = { token = doc.access_token, expires = os_time() + max(0, lifetime - TOKEN_MARGIN_S) }
   return doc.access_token, false
 end

@@ -283,16 +283,25 @@ function _M.resolve_oauth(t, stored, tls_mode)
   t.ClientSecret = stored.ClientSecret
 end
 
+-- Mechanisms that carry the password itself.
+local CLEAR_MECHANISMS = { PLAIN = true, LOGIN = true }
+
 -- The password of a request of type 2: its own, or the stored one where
--- that may be used. tls_mode is the test's option (nil for an update).
--- password | nil, err.
-function _M.stored_password(t, stored, tls_mode)
+-- that may be used. tls_mode and mechanism are the test's options (nil for
+-- an update). password | nil, err.
+function _M.stored_password(t, stored, tls_mode, mechanism)
   if t.RelayPassword and t.RelayPassword ~= "" then return t.RelayPassword end
   if not stored.RelayPassword or stored.RelayPassword == "" then
     return nil, errors.field("RelayPassword", "RelayPassword is required when RelayAuthenticationType is 2.")
   end
   local moved = moved_from(t, stored, PASSWORD_PLACE, tls_mode)
   if moved then return nil, enter_again("RelayPassword", "password", moved, PASSWORD_PLACE) end
+  -- Without TLS, forcing a mechanism that carries the password would send
+  -- it in clear where libcurl might have chosen a challenge-response one.
+  local plain = tls_mode == "none" or (not tls_mode and not t.UseSSL)
+  if plain and CLEAR_MECHANISMS[mechanism] then
+    return nil, errors.field("RelayPassword", ("RelayPassword must be entered again: auth_mechanism %s would send the stored password in clear (no TLS)."):format(mechanism))
+  end
   return stored.RelayPassword
 end
 

@@ -3,6 +3,7 @@
 -- relay refuses a cached OAuth token), and the info a person reads.
 local core = require "kfsmtp.core"
 local diagnosis = require "kfsmtp.diagnosis"
+local errors = require "kfsmtp.errors"
 local json = require "kfsmtp.json"
 local mask = require "kfsmtp.mask"
 local oauth = require "kfsmtp.oauth"
@@ -16,7 +17,7 @@ local _M = {}
 -- The credentials of the test: { password = } for type 2, { client = }
 -- for type 3, {} for anonymous; stored secrets are reused only as
 -- kfsmtp.profile allows. credentials | nil, err.
-local function credentials(store, t, tls_mode)
+local function credentials(store, t, tls_mode, mechanism)
   local auth = t.RelayAuthenticationType
   if auth == profile.AUTH_ANONYMOUS then return {} end
   local stored = {}
@@ -26,7 +27,7 @@ local function credentials(store, t, tls_mode)
     if not stored then return nil, err end
   end
   if auth == profile.AUTH_PASSWORD then
-    local password, err = profile.stored_password(t, stored, tls_mode)
+    local password, err = profile.stored_password(t, stored, tls_mode, mechanism)
     if not password then return nil, err end
     return { password = password, username = t.RelayUsername }
   end
@@ -118,7 +119,10 @@ local function deliver(d, creds, opts, clock, sent)
     d.bearer = token
     sent[#sent + 1] = token
   end
-  budget(clock, d)
+  if not budget(clock, d) then
+    return nil, errors.new("timeout", { stage = "connect",
+      Message = ("No time was left for the delivery within timeout_ms (%d ms)."):format(options.get(opts, "timeout_ms")) })
+  end
   local r = core.deliver(d)
   local mech = not creds.client and fallback_mechanism(r, d, opts)
   if mech and budget(clock, d) then
@@ -210,7 +214,7 @@ function _M.run(store, req, opts)
   local t, err = profile.read(req, true)
   if not t then return nil, err end
   local creds
-  creds, err = credentials(store, t, options.get(opts, "tls_mode"))
+  creds, err = credentials(store, t, options.get(opts, "tls_mode"), options.get(opts, "auth_mechanism"))
   if not creds then return nil, err end
 
   local clock = start_clock(opts)

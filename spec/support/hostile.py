@@ -16,6 +16,8 @@ usage: hostile.py --dir DIR --behaviour B [--greeting-delay-ms N] [--oauth]
   auth_refused        AUTH (any mechanism) gets 535 5.7.8; used with --oauth
                       to refuse every access token
   greylist            RCPT gets postgrey's "450 4.2.0 ... Greylisted" reply
+  mail_flood          MAIL is answered with an endless stream of "550-flood"
+                      lines (for at most 120 s)
   cram_broken         AUTH offers CRAM-MD5 PLAIN LOGIN; CRAM-MD5 is always
                       refused (a server keeping only password hashes), PLAIN
                       and LOGIN accepted
@@ -40,7 +42,7 @@ import binascii
 import os
 
 BEHAVIOURS = ["quit_silent", "rcpt_refused_silent", "final_drip", "final_flood", "auth_refused",
-              "echo_auth", "starttls_plain", "greylist", "cram_broken"]
+              "echo_auth", "starttls_plain", "greylist", "cram_broken", "mail_flood"]
 
 
 def atomic_write(path, data):
@@ -117,6 +119,13 @@ class Session:
             await self.line()
         await self.send("235 2.7.0 Authentication successful\r\n")
 
+    async def flood(self, line):
+        """Reply lines as fast as the client takes them, for 120 s at most."""
+        loop = asyncio.get_running_loop()
+        end = loop.time() + 120
+        while loop.time() < end:
+            await self.send(line * 256)
+
     async def final_reply(self):
         b = self.args.behaviour
         if b == "final_drip":
@@ -124,11 +133,7 @@ class Session:
                 await self.send(ch)
                 await asyncio.sleep(1)
         elif b == "final_flood":
-            loop = asyncio.get_running_loop()
-            end = loop.time() + 120
-            while loop.time() < end:
-                await self.send("250-flood\r\n" * 64)
-                await asyncio.sleep(0.01)
+            await self.flood("250-flood\r\n")
         else:
             await self.send("250 2.0.0 Ok: queued as HOSTILE\r\n")
 
@@ -166,6 +171,8 @@ class Session:
                     await self.send("535 5.7.8 Authentication credentials invalid\r\n")
                 else:
                     await self.send("235 2.7.0 Authentication successful\r\n")
+            elif verb == "MAIL" and b == "mail_flood":
+                await self.flood("550-flood\r\n")
             elif verb == "MAIL":
                 await self.send("250 2.1.0 Ok\r\n")
             elif verb == "RCPT":
