@@ -136,6 +136,7 @@ local ABOUT = {
   auth_only_after_tls = "credentials with UseSSL false where AUTH is offered only after STARTTLS; outside recipient: no AUTH is sent",
   auth_only_after_tls_local_recipient = "the same with a recipient in the server's own domain: kfsmtp stops at DATA, after its 354",
   starttls_required = "plain MAIL FROM on the submission port (smtpd_tls_security_level = encrypt)",
+  sender_not_logged_in = "anonymous client sending as alice's address on a port with reject_sender_login_mismatch",
   greylisted = "the first attempt of this client, sender and recipient (postgrey, delay 300 s)",
   connection_rate_limited = "the second connection within a minute (smtpd_client_connection_rate_limit = 1)",
   auth_failed = "a wrong password (CRAM-MD5)",
@@ -329,6 +330,17 @@ describe("real mail servers #realmail", function()
       refused("postfix", "auth_only_after_tls_local_recipient", err, { stage = "auth",
         kind = "auth_not_offered", says = { "set UseSSL to true", "nothing was delivered" } })
       for _, line in ipairs(err.transcript) do assert.falsy(line:match("^C: AUTH"), line) end
+    end)
+
+    -- reject_sender_login_mismatch on a port that takes anonymous clients:
+    -- alice's address without alice's login. Postfix delays the refusal
+    -- to RCPT, and its text, not the stage, says what is wrong.
+    it("sender not logged in: an owned address sent anonymously", function()
+      local res, err = test(p.sender_check, { user = false, ssl = false, from = "alice@" .. R.DOMAIN })
+      assert.is_nil(res)
+      refused("postfix", "sender_not_logged_in", err, { stage = "rcpt", smtp_code = 553, enhanced_code = "5.7.1",
+        kind = "auth_required", says = { "only from authenticated clients", "RelayAuthenticationType to 2" },
+        not_says = { "check TestRecipient", "Send As" } })
     end)
 
     it("STARTTLS required: plain MAIL on the submission port", function()

@@ -265,6 +265,28 @@ return {
       },
     },
   },
+  sender_not_logged_in = {
+    about = "anonymous client sending as alice's address on a port with reject_sender_login_mismatch",
+    postfix = {
+      command = "RCPT TO:<someone@example.org>",
+      reply = {
+        "553 5.7.1 <alice@example.test>: Sender address rejected: not logged in",
+      },
+      ehlo = {
+        "250-mx.example.test",
+        "250-PIPELINING",
+        "250-SIZE 10240000",
+        "250-VRFY",
+        "250-ETRN",
+        "250-STARTTLS",
+        "250-ENHANCEDSTATUSCODES",
+        "250-8BITMIME",
+        "250-DSN",
+        "250-SMTPUTF8",
+        "250 CHUNKING",
+      },
+    },
+  },
   sender_not_owned = {
     about = "alice logged in, MAIL FROM bob's address (reject_sender_login_mismatch)",
     postfix = {

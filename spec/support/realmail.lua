@@ -304,6 +304,9 @@ ${smtps} inet n - n - - smtpd
   -o smtpd_client_restrictions=$mua_client_restrictions
   -o smtpd_sender_restrictions=$mua_sender_restrictions
   -o smtpd_relay_restrictions=permit_sasl_authenticated,reject
+${sender_check} inet n - n - - smtpd
+  -o syslog_name=postfix/sender-check
+  -o smtpd_sender_restrictions=$mua_sender_restrictions
 ${greylist} inet n - n - - smtpd
   -o syslog_name=postfix/greylist
   -o smtpd_recipient_restrictions=$greylist_restrictions
@@ -331,7 +334,8 @@ scache    unix  -       -       n       -       1       scache
 postlog   unix-dgram n  -       n       -       1       postlogd
 ]]
 
-R.POSTFIX_LISTENERS = { "mx", "submission", "submission_plain", "submission_login", "smtps", "greylist", "ratelimit" }
+R.POSTFIX_LISTENERS = { "mx", "submission", "submission_plain", "submission_login", "smtps", "sender_check", "greylist",
+  "ratelimit" }
 
 -- start_postfix() --> server with ports = { mx, submission,
 -- submission_plain, submission_login, smtps, greylist, ratelimit }, :log()
