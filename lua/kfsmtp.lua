@@ -21,8 +21,6 @@ end
 
 -- The store the module functions use: opts.store, configure{store=},
 -- KFSMTP_STORE, or ./kfsmtp-store.json, in that order.
-_M.default_store_path = options.store_path
-
 local function store_for(opts)
   return store.open(opts and opts.store or options.store_path())
 end

@@ -5,6 +5,7 @@
 -- TLS, silence) by one function per stage of the dialog.
 local core = require "kfsmtp.core"
 local errors = require "kfsmtp.errors"
+local json = require "kfsmtp.json"
 local replies = require "kfsmtp.replies"
 
 local ipairs, tonumber, min, floor = ipairs, tonumber, math.min, math.floor
@@ -125,24 +126,32 @@ BY_STAGE.ehlo = function(f)
   return f.timed_out and "timeout" or "ehlo", ("The server at %s rejected EHLO/HELO%s. Set a HELO name it accepts with the helo option (the machine's host name is the default)."):format(where(f.ctx), colon(f.reply))
 end
 
--- What the server offered, from its last EHLO reply: the AUTH mechanisms,
--- and whether STARTTLS was among the extensions.
-local function offered(ehlo)
-  local mechanisms, starttls = "", false
-  for _, line in ipairs(ehlo or {}) do
-    local text = line:match("^%d%d%d[ -](.*)$") or ""
-    local mechs = text:match("^[Aa][Uu][Tt][Hh][ =](.*)$")
-    if mechs then mechanisms = mechs end
-    if text:upper() == "STARTTLS" then starttls = true end
+-- offered(ehlo) --> what the server said it can do, from its last EHLO
+-- reply: the extensions (a JSON array), the AUTH mechanisms (an array, in
+-- capitals; the last AUTH line, since servers repeat the list as "AUTH="
+-- for old clients), and whether STARTTLS was among them.
+function _M.offered(ehlo)
+  local capabilities, mechanisms, starttls = json.array(), json.array(), false
+  for i, line in ipairs(ehlo or {}) do
+    local text = line:match("^%d%d%d[ -](.*)$")
+    if text and i > 1 then
+      capabilities[#capabilities + 1] = text
+      local list = text:match("^[Aa][Uu][Tt][Hh][ =](.*)$")
+      if list then
+        mechanisms = json.array()
+        for mech in list:gmatch("%S+") do mechanisms[#mechanisms + 1] = mech:upper() end
+      end
+      if text:upper() == "STARTTLS" then starttls = true end
+    end
   end
-  return mechanisms, starttls
+  return capabilities, mechanisms, starttls
 end
 
 -- Credentials configured, and the server never offered AUTH: whatever it
 -- refused later (a relay denial, a demand for STARTTLS), this is the cause.
 local function auth_not_offered(f)
   local ctx = f.ctx
-  local _, starttls = offered(f.r.ehlo)
+  local _, _, starttls = _M.offered(f.r.ehlo)
   local msg = ("The server at %s did not offer AUTH, so the configured credentials could not be used; nothing was delivered."):format(where(ctx))
   if ctx.tls_mode == "none" and starttls then
     msg = msg .. " It offers STARTTLS, and servers such as Postfix (smtpd_tls_auth_only) and Exim offer AUTH only after it: set UseSSL to true."
@@ -158,8 +167,8 @@ BY_STAGE.auth = function(f)
   local r, ctx = f.r, f.ctx
   if r.auth_not_offered then return auth_not_offered(f) end
   if not r.auth_sent and not f.timed_out then
-    local mechanisms = offered(r.ehlo)
-    return "auth_mechanism", ("The server at %s offers no authentication mechanism kfsmtp can use (offered: %s)."):format(where(ctx), mechanisms ~= "" and mechanisms or "none")
+    local _, mechanisms = _M.offered(r.ehlo)
+    return "auth_mechanism", ("The server at %s offers no authentication mechanism kfsmtp can use (offered: %s)."):format(where(ctx), #mechanisms > 0 and table.concat(mechanisms, " ") or "none")
       .. (ctx.oauth and " RelayAuthenticationType 3 needs XOAUTH2 or OAUTHBEARER; for Microsoft 365 use smtp.office365.com port 587." or "")
   end
   if f.timed_out then
@@ -216,7 +225,7 @@ function _M.from_delivery(r, ctx)
     phase_ms = CONNECT_PHASE[stage] and min(ctx.connect_timeout_ms, ctx.timeout_ms) or ctx.timeout_ms,
   }
   local kind, msg
-  local auth_offered = offered(r.ehlo) ~= ""
+  local auth_offered = #select(2, _M.offered(r.ehlo)) > 0
   if ctx.credentials and not r.auth_sent and AFTER_EHLO[stage] and not f.timed_out and not auth_offered then
     stage = "auth"
     kind, msg = auth_not_offered(f)

@@ -18,7 +18,6 @@ local _M = {}
 
 local File = {}
 File.__index = File
-_M.File = File
 
 -- class() --> a new class of file objects with File's methods copied in
 -- (not inherited: a method call on the get() hot path is one lookup).

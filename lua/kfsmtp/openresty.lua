@@ -306,7 +306,7 @@ function _M.new(opts)
   opts = opts or {}
   if type(opts) ~= "table" then error("kfsmtp.openresty: opts must be a table", 2) end
   local h = setmetatable({
-    store = opts.store or kfsmtp.default_store_path(),
+    store = opts.store or options.store_path(),
     users_file = opts.users_file,
     authenticate = opts.authenticate,
     base = (opts.base or "/KeyfactorAPI"):gsub("/$", ""),

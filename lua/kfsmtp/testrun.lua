@@ -71,23 +71,6 @@ local function token_for(client, opts, clock)
   return token, cached, err
 end
 
--- What the server said it can do, from its (last) EHLO reply:
--- capabilities, AUTH mechanisms (both JSON arrays).
-local function offered(ehlo)
-  local capabilities, mechanisms = json.array(), json.array()
-  for i, line in ipairs(ehlo or {}) do
-    local text = line:match("^%d%d%d[ -](.*)$")
-    if text and i > 1 then
-      capabilities[#capabilities + 1] = text
-      local list = text:match("^[Aa][Uu][Tt][Hh][ =](.*)$")
-      if list then
-        for mech in list:gmatch("%S+") do mechanisms[#mechanisms + 1] = mech:upper() end
-      end
-    end
-  end
-  return capabilities, mechanisms
-end
-
 -- Challenge-response mechanisms: a server that offers one but keeps only
 -- hashed passwords refuses every login with it (a common Dovecot set-up),
 -- and libcurl picks it over PLAIN and LOGIN without trying those.
@@ -101,7 +84,7 @@ local function fallback_mechanism(r, d, opts)
       or options.get(opts, "auth_mechanism") or d.tls_mode == "none" or not (r.reply or ""):match("^5") then
     return nil
   end
-  local _, mechanisms = offered(r.ehlo)
+  local _, mechanisms = diagnosis.offered(r.ehlo)
   local set = {}
   for _, m in ipairs(mechanisms) do set[m] = true end
   return set.PLAIN and "PLAIN" or set.LOGIN and "LOGIN" or nil
@@ -129,7 +112,6 @@ local function deliver(d, creds, opts, clock, sent)
     local refused = r.auth_mechanism
     d.auth_mechanism = mech
     r = core.deliver(d)
-    d.auth_mechanism = nil
     r.fallback = { refused = refused, used = mech }
   end
   if creds.client and not r.ok and r.stage == "auth" and r.auth_sent and cached then
@@ -192,7 +174,7 @@ end
 -- The info of a good test: what happened, for a person to read.
 local function info_of(r, d, message_id, clock)
   local quit_after = d.quit_after
-  local capabilities, mechanisms = offered(r.ehlo)
+  local capabilities, mechanisms = diagnosis.offered(r.ehlo)
   return {
     quit_after = quit_after,
     capabilities = capabilities,
