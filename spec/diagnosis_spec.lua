@@ -4,6 +4,8 @@
 local diagnosis = require "kfsmtp.diagnosis"
 local errors = require "kfsmtp.errors"
 local core = require "kfsmtp.core"
+local H = require "helpers"
+local with = H.with
 
 local CURLE = core.CURLE
 -- libcurl codes the diagnosis does not single out (so the core does not
@@ -11,12 +13,6 @@ local CURLE = core.CURLE
 local COULDNT_RESOLVE_HOST, COULDNT_CONNECT, WEIRD_SERVER_REPLY = 6, 7, 8
 local SSL_CONNECT_ERROR, ABORTED_BY_CALLBACK, SEND_ERROR, RECV_ERROR, LOGIN_DENIED = 35, 42, 55, 56, 67
 
-local function with(base, over)
-  local t = {}
-  for k, v in pairs(base) do t[k] = v end
-  for k, v in pairs(over or {}) do t[k] = v end
-  return t
-end
 
 local CTX = { host = "mail.example.com", port = 587, tls_mode = "starttls", sender = "kf@example.com",
   recipient = "ops@example.com", oauth = false, connect_timeout_ms = 10000, timeout_ms = 30000 }

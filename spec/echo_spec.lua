@@ -22,13 +22,19 @@ local function nowhere(secret, values)
   end
 end
 
+-- A password login against an echoing server offering only mech:
+-- res, err.
+local function log_in(mech)
+  local srv = H.start_hostile { behaviour = "echo_auth", mechs = mech }
+  finally(function() srv:stop() end)
+  return kfsmtp.open(H.store_path()):test({ Host = "127.0.0.1", Port = srv.port,
+    RelayAuthenticationType = 2, RelayUsername = "svc", RelayPassword = PASSWORD,
+    SenderAccount = "kf@example.com", TestRecipient = "ops@example.com" }, { transcript = true })
+end
+
 describe("a secret a server echoes back", function()
   it("is masked in a refused AUTH PLAIN (payload and password)", function()
-    local srv = H.start_hostile { behaviour = "echo_auth", mechs = "PLAIN" }
-    finally(function() srv:stop() end)
-    local res, err = kfsmtp.open(H.store_path()):test({ Host = "127.0.0.1", Port = srv.port,
-      RelayAuthenticationType = 2, RelayUsername = "svc", RelayPassword = PASSWORD,
-      SenderAccount = "kf@example.com", TestRecipient = "ops@example.com" }, { transcript = true })
+    local res, err = log_in("PLAIN")
     assert.is_nil(res)
     assert.are.equal("auth", err.stage)
     assert.truthy(err.smtp_reply:find("you sent", 1, true), "the server did echo")
@@ -37,11 +43,7 @@ describe("a secret a server echoes back", function()
   end)
 
   it("is masked in a refused AUTH LOGIN", function()
-    local srv = H.start_hostile { behaviour = "echo_auth", mechs = "LOGIN" }
-    finally(function() srv:stop() end)
-    local _, err = kfsmtp.open(H.store_path()):test({ Host = "127.0.0.1", Port = srv.port,
-      RelayAuthenticationType = 2, RelayUsername = "svc", RelayPassword = PASSWORD,
-      SenderAccount = "kf@example.com", TestRecipient = "ops@example.com" }, { transcript = true })
+    local _, err = log_in("LOGIN")
     assert.are.equal("auth", err.stage)
     assert.truthy(err.smtp_reply:find("secret ***", 1, true), err.smtp_reply)
     nowhere(PASSWORD, err)

@@ -4,21 +4,14 @@
 local profile = require "kfsmtp.profile"
 local errors = require "kfsmtp.errors"
 local core = require "kfsmtp.core"
+local H = require "helpers"
 local cjson = require "cjson"
+local with = H.with
 
 local null = cjson.null
 
--- A value that stands for "leave this field out" in over-tables.
-local NONE = setmetatable({}, { __name = "NONE" })
+local NONE = H.NONE
 
-local function with(base, over)
-  local t = {}
-  for k, v in pairs(base) do t[k] = v end
-  for k, v in pairs(over or {}) do
-    if v == NONE then t[k] = nil else t[k] = v end
-  end
-  return t
-end
 
 -- A request that passes every rule of an update; a test adds TestRecipient.
 local UPDATE = { Host = "mail.example.com", Port = 587, SenderAccount = "kf@example.com" }

@@ -8,6 +8,8 @@ local diagnosis = require "kfsmtp.diagnosis"
 local errors = require "kfsmtp.errors"
 local replies = require "kfsmtp.replies"
 local core = require "kfsmtp.core"
+local H = require "helpers"
+local with = H.with
 
 local SEND_ERROR, LOGIN_DENIED, COULDNT_CONNECT = 55, 67, 7
 
@@ -100,12 +102,6 @@ local CASES = {
     kind = "rcpt", says = { "check TestRecipient" } },
 }
 
-local function with(base, over)
-  local t = {}
-  for k, v in pairs(base) do t[k] = v end
-  for k, v in pairs(over or {}) do t[k] = v end
-  return t
-end
 
 describe("the reply table", function()
   local reached = {}

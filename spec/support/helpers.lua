@@ -34,6 +34,19 @@ function H.sh(cmd)
   return out, ok, code
 end
 
+-- A value that stands for "leave this field out" in H.with's over.
+H.NONE = setmetatable({}, { __name = "NONE" })
+
+-- with(base, over) --> a copy of base with over's fields laid on it.
+function H.with(base, over)
+  local t = {}
+  for k, v in pairs(base) do t[k] = v end
+  for k, v in pairs(over or {}) do
+    if v == H.NONE then t[k] = nil else t[k] = v end
+  end
+  return t
+end
+
 function H.q(s) return "'" .. tostring(s):gsub("'", "'\\''") .. "'" end
 
 function H.read(path)
@@ -85,6 +98,20 @@ end
 local Server = {}
 Server.__index = Server
 
+-- A server script started in the background writes dir/port once it
+-- listens (and dir/pid): wait for it --> Server.
+local function started(dir, what, wait_ms)
+  local deadline = H.now_ms() + wait_ms
+  while not H.exists(dir .. "/port") do
+    assert(H.now_ms() < deadline, what .. " did not start: " .. (H.read(dir .. "/log") or ""))
+    H.sleep(0.02)
+  end
+  local s = setmetatable({ dir = dir }, Server)
+  s.port = tonumber(H.read(dir .. "/port"))
+  s.pid = tonumber(H.read(dir .. "/pid"))
+  return s
+end
+
 -- start_smtp{ mode = "plain"|"starttls"|"implicit", auth = "user:pass",
 --   auth_required, auth_plaintext, require_tls, behaviour, cert, key }
 function H.start_smtp(opts)
@@ -110,15 +137,7 @@ function H.start_smtp(opts)
   if opts.auth_plaintext then args[#args + 1] = "--auth-plaintext" end
   if opts.require_tls then args[#args + 1] = "--require-tls" end
   H.exec(table.concat(args, " ") .. " > " .. H.q(dir .. "/log") .. " 2>&1 &")
-  local deadline = H.now_ms() + 15000
-  while not H.exists(dir .. "/port") do
-    assert(H.now_ms() < deadline, "smtpd.py did not start: " .. (H.read(dir .. "/log") or ""))
-    H.sleep(0.02)
-  end
-  local s = setmetatable({ dir = dir }, Server)
-  s.port = tonumber(H.read(dir .. "/port"))
-  s.pid = tonumber(H.read(dir .. "/pid"))
-  return s
+  return started(dir, "smtpd.py", 15000)
 end
 
 -- spec/support/hostile.py: a session normal up to the fault its
@@ -132,15 +151,7 @@ function H.start_hostile(opts)
   H.exec(("%s%s spec/support/hostile.py --dir %s --behaviour %s --greeting-delay-ms %d %s --mechs %s %s > %s 2>&1 &"):format(
     H.plain, H.python, H.q(dir), opts.behaviour, opts.greeting_delay_ms or 0, opts.oauth and "--oauth" or "",
     H.q(opts.mechs or ""), tls, H.q(dir .. "/log")))
-  local deadline = H.now_ms() + 10000
-  while not H.exists(dir .. "/port") do
-    assert(H.now_ms() < deadline, "hostile.py did not start: " .. (H.read(dir .. "/log") or ""))
-    H.sleep(0.02)
-  end
-  local s = setmetatable({ dir = dir }, Server)
-  s.port = tonumber(H.read(dir .. "/port"))
-  s.pid = tonumber(H.read(dir .. "/pid"))
-  return s
+  return started(dir, "hostile.py", 10000)
 end
 
 -- The suite's OAuth token endpoint (spec/support/token_server.py) over
