@@ -9,11 +9,12 @@
 #include "kfsmtp.h"
 
 /* Where a test can fail, in dialog order; "token" is the OAuth token
- * request that comes before the dialog of type 3. */
+ * request that comes before the dialog of type 3, "secret" the reading of
+ * a secret from an operator's provider, before anything is sent. */
 #define KF_STAGE_LIST(X) \
     X(RESOLVE, "resolve") X(CONNECT, "connect") X(GREETING, "greeting") \
     X(TLS, "tls") X(EHLO, "ehlo") X(AUTH, "auth") X(MAIL, "mail") \
-    X(RCPT, "rcpt") X(DATA, "data") X(TOKEN, "token")
+    X(RCPT, "rcpt") X(DATA, "data") X(TOKEN, "token") X(SECRET, "secret")
 
 #define KF_TLS_MODE_LIST(X) \
     X(NONE, "none") X(STARTTLS, "starttls") X(IMPLICIT, "implicit")

@@ -345,8 +345,9 @@ end)
 
 describe("x-keyfactor-api-version 2", function()
   local CLIENT, CLIENT_SECRET, MAILBOX = "app-v2", "v2-Client-Secret-77", "pki@example.com"
-  local V2_FIELDS = { "Audience", "ClientId", "Host", "Id", "Port", "RelayAuthenticationType", "RelayUsername",
-    "Scope", "SenderAccount", "SenderAddress", "SenderName", "TokenEndpoint", "UseSSL" }
+  -- SMTPSMTPResponse of Keyfactor's version 2 client.
+  local V2_FIELDS = { "Audience", "ClientId", "ClientSecret", "Host", "Id", "Port", "RelayAuthenticationType",
+    "RelayPassword", "RelayUsername", "RequestHeaders", "Scope", "SenderAccount", "SenderName", "TokenEndpoint", "UseSSL" }
   local V2 = { ["x-keyfactor-api-version"] = "2" }
   local tokens, oauth_smtp, refusing, srv
   setup(function()
@@ -372,7 +373,8 @@ describe("x-keyfactor-api-version 2", function()
     local doc = cjson.decode(body)
     assert.are.same(V2_FIELDS, keys(doc))
     assert.are.same({ CLIENT, tokens.url, "https://outlook.office365.com/.default", "", 3 },
-      { doc.ClientId, doc.TokenEndpoint, doc.Scope, doc.Audience, doc.RelayAuthenticationType })
+      { doc.ClientId.SecretValue, doc.TokenEndpoint, doc.Scope, doc.Audience, doc.RelayAuthenticationType })
+    assert.are.same({ SecretValue = cjson.null, Parameters = cjson.null, Provider = cjson.null }, doc.ClientSecret)
     assert.falsy(body:find(CLIENT_SECRET, 1, true))
     assert.truthy(H.read(srv.store):find(CLIENT_SECRET, 1, true), "the secret is stored")
     status, body = srv:request { user = ADMIN, headers = { ["x-keyfactor-api-version"] = "2.0" } }

@@ -104,13 +104,13 @@ describe("OAuth 2.0 client credentials", function()
     assert.is_nil(p.ClientId)
     local v2 = store:get { api_version = 2 }
     assert.are.same({ CLIENT, tokens.url, "https://outlook.office365.com/.default", "" },
-      { v2.ClientId, v2.TokenEndpoint, v2.Scope, v2.Audience })
+      { v2.ClientId.SecretValue, v2.TokenEndpoint, v2.Scope, v2.Audience })
     assert.is_false(H.mentions(v2, SECRET))
     assert.has_error(function() store:get { api_version = 3 } end, "kfsmtp.get: api_version must be 1 or 2, not 3")
     -- configure sets the default shape; a call's own option still wins.
     kfsmtp.configure { api_version = 2 }
     finally(function() kfsmtp.configure { api_version = 1 } end)
-    assert.are.equal(CLIENT, kfsmtp.get { store = path }.ClientId)
+    assert.are.equal(CLIENT, kfsmtp.get { store = path }.ClientId.SecretValue)
     assert.is_nil(kfsmtp.get({ store = path, api_version = 1 }).ClientId)
     -- A test with only the v1 fields of GET plus a recipient uses the stored OAuth settings.
     local form = store:get()

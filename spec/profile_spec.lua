@@ -469,14 +469,35 @@ describe("profile.profile_out", function()
     assert.are.same(profile.profile_out(STORED, 1), profile.profile_out(STORED))
   end)
 
-  it("v2 adds the OAuth fields, empty when absent, and still no secret", function()
-    local types = with(V1_TYPES)
-    for _, name in ipairs(OAUTH) do types[name] = "string" end
+  -- SMTPSMTPResponse of Keyfactor's version 2 client, field for field.
+  local V2_TYPES = { Host = "string", Id = "number", Port = "number", RelayAuthenticationType = "number",
+    RelayUsername = "table", RelayPassword = "table", SenderAccount = "string", SenderName = "string",
+    UseSSL = "boolean", ClientId = "table", ClientSecret = "table", TokenEndpoint = "string", Scope = "string",
+    Audience = "string", RequestHeaders = "table" }
+  local NULL_SECRET = { SecretValue = cjson.null, Parameters = cjson.null, Provider = cjson.null }
+
+  it("v2: SMTPSMTPResponse's fields, credentials as secret objects, never a secret's value", function()
     local p = profile.profile_out(STORED, 2)
-    has_fields(p, types)
-    assert.are.same({ "app", "https://login.example.com/token", "mail", "" }, { p.ClientId, p.TokenEndpoint, p.Scope, p.Audience })
-    has_fields(profile.profile_out({}, 2), types)
-    assert.are.equal("", profile.profile_out({}, 2).ClientId)
+    has_fields(p, V2_TYPES)
+    assert.are.same({ "https://login.example.com/token", "mail", "" }, { p.TokenEndpoint, p.Scope, p.Audience })
+    assert.are.same({ SecretValue = "app", Parameters = cjson.null, Provider = cjson.null }, p.ClientId)
+    assert.are.same({ SecretValue = "kf@example.com", Parameters = cjson.null, Provider = cjson.null }, p.RelayUsername)
+    assert.are.same(NULL_SECRET, p.RelayPassword)
+    assert.are.same(NULL_SECRET, p.ClientSecret)
+    assert.are.same({}, p.RequestHeaders)
+    assert.are.equal("[]", require("kfsmtp.json").encode(p.RequestHeaders))
+    local empty = profile.profile_out({}, 2)
+    has_fields(empty, V2_TYPES)
+    assert.are.equal("", empty.ClientId.SecretValue)
+  end)
+
+  it("v2: a reference shows its provider and parameters; version 1 shows it as \"\"", function()
+    local ref = { Provider = 2, Parameters = { Name = "SMTP_USER" } }
+    local record = with(STORED, { RelayUsername = ref, RelayPassword = { Provider = 1, Parameters = { Path = "pw" } } })
+    local p = profile.profile_out(record, 2)
+    assert.are.same({ SecretValue = cjson.null, Parameters = { Name = "SMTP_USER" }, Provider = 2 }, p.RelayUsername)
+    assert.are.same({ SecretValue = cjson.null, Parameters = { Path = "pw" }, Provider = 1 }, p.RelayPassword)
+    assert.are.equal("", profile.profile_out(record, 1).RelayUsername)
   end)
 end)
 

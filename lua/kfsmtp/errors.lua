@@ -42,6 +42,7 @@ local CODES = {
   timeout          = { "0xA0530090", 504 },
   token            = { "0xA05300A0", 502 },
   token_timeout    = { "0xA05300A1", 504 },
+  secret           = { "0xA05300C0", 502 },
   -- Refusals for now (4xx): err.temporary is true.
   greylisted       = { "0xA05300B0", 502 },
   rate_limited     = { "0xA05300B1", 502 },

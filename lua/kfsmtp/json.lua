@@ -6,6 +6,23 @@ local cjson = require "cjson"
 
 local _M = {}
 
+-- lua-cjson decodes every JSON number as a float on Lua 5.4, and LuaJIT
+-- has doubles only: a whole number as the integer Lua has for it.
+local tointeger = math.tointeger or function(x)
+  if type(x) == "number" and x == math.floor(x) and x > -2 ^ 53 and x < 2 ^ 53 then return x end
+  return nil
+end
+
+-- whole(v) --> v as a whole number (from a number, or a decimal string of
+-- at most 15 digits) | nil.
+function _M.whole(v)
+  if type(v) == "number" then return tointeger(v) end
+  if type(v) == "string" and v:match("^[+-]?%d+$") and #v <= 15 then
+    return tointeger(tonumber(v))
+  end
+  return nil
+end
+
 local array_mt = { __name = "kfsmtp.array" }
 _M.array_mt = array_mt
 

@@ -19,10 +19,11 @@ local TOKEN_MARGIN_S = 60
 -- Lifetime assumed when the answer gives none.
 local DEFAULT_LIFETIME_S = 3600
 
--- client = { endpoint, client_id, client_secret, scope, audience }
+-- client = { endpoint, client_id, client_secret, scope, audience,
+-- headers = { "Name: Value" } }; a tenant header may change the token.
 local function token_key(client)
   return table.concat({ client.endpoint, client.client_id, client.client_secret,
-    client.scope, client.audience or "" }, "\0")
+    client.scope, client.audience or "", table.concat(client.headers or {}, "\n") }, "\0")
 end
 
 function _M.forget(client)
@@ -62,6 +63,7 @@ function _M.token(client, opts, limits)
   local r = core.fetch_token {
     endpoint = client.endpoint, client_id = client.client_id, client_secret = client.client_secret,
     scope = client.scope, audience = client.audience,
+    headers = client.headers and #client.headers > 0 and client.headers or nil,
     ca_file = options.get(opts, "ca_file"), tls_verify = options.get(opts, "tls_verify"),
     connect_timeout_ms = limits.connect_timeout_ms, timeout_ms = limits.timeout_ms,
   }

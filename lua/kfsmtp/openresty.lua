@@ -19,6 +19,7 @@ local kfsmtp = require "kfsmtp"
 local errors = require "kfsmtp.errors"
 local json = kfsmtp.json
 local options = require "kfsmtp.options"
+local secrets = require "kfsmtp.secrets"
 local users = require "kfsmtp.users"
 local callers = require "kfsmtp.callers"
 local in_thread = require("kfsmtp.worker_thread").run
@@ -45,9 +46,10 @@ local function error_json(err, details)
   return json.encode(body)
 end
 
--- run_update(store_path, req, api_version, details) --> status, body
-function _M.run_update(store_path, req, api_version, details)
-  local p, err = kfsmtp.open(store_path):update(req, { api_version = api_version })
+-- run_update(store_path, req, api_version, details, secret_providers)
+-- --> status, body
+function _M.run_update(store_path, req, api_version, details, secret_providers)
+  local p, err = kfsmtp.open(store_path):update(req, { api_version = api_version, secret_providers = secret_providers })
   if not p then return err.status, error_json(err, details) end
   return 200, json.encode(p)
 end
@@ -57,6 +59,8 @@ end
 -- does; Details, when asked, is the whole body then.
 function _M.run_test(store_path, req, opts, api_version, details)
   local store = kfsmtp.open(store_path)
+  -- opts is this thread's own copy.
+  opts.api_version = api_version
   local ok, res, info = pcall(store.test, store, req, opts)
   if not ok then
     -- Only a misconfigured handler (bad opts) raises here.
@@ -118,17 +122,29 @@ local function read_body(handler)
   return data
 end
 
-local function parse_body(handler, details)
+-- The media types whose bodies are JSON: what Keyfactor's generated
+-- clients may label them (their "consumes" list), +json suffixes included.
+local function is_json_type(ctype)
+  return ctype == "application/json" or ctype == "text/json" or ctype == "application/*+json"
+    or ctype:match("^application/[%w!#$&^_.-]+%+json$") ~= nil
+end
+
+-- parse_body(handler, details, api_version) --> the request's fields |
+-- nil, (response sent). Version 1 reads null as absent, as before;
+-- version 2's models say where null is allowed, so its nulls are kept
+-- for kfsmtp.profile to judge.
+local function parse_body(handler, details, api_version)
   local ctype = (ngx.var.content_type or ""):lower():match("^%s*([^;%s]+)") or ""
-  if ctype ~= "application/json" and ctype ~= "application/x-www-form-urlencoded" then
-    return nil, fail("media_type", ("Content-Type %q is not supported: send application/json or application/x-www-form-urlencoded."):format(ctype))
+  local is_json = is_json_type(ctype)
+  if not is_json and ctype ~= "application/x-www-form-urlencoded" then
+    return nil, fail("media_type", ("Content-Type %q is not supported: send JSON (application/json, text/json or application/*+json) or application/x-www-form-urlencoded."):format(ctype))
   end
   local data, why = read_body(handler)
   if not data then
     return nil, fail(why, ("The request body is larger than %d bytes."):format(handler.max_body))
   end
   local req = {}
-  if ctype == "application/json" then
+  if is_json then
     local doc, err = body_json.decode(data)
     if doc == nil and tostring(err):find("too many nested", 1, true) then
       return nil, fail("bad_json", ("The JSON body is nested deeper than %d levels: send the SMTP fields as one object."):format(MAX_DEPTH))
@@ -138,7 +154,7 @@ local function parse_body(handler, details)
         or "The body must be a JSON object with the SMTP fields.")
     end
     for k, v in pairs(doc) do
-      if v ~= cjson.null then req[k] = v end
+      if v ~= cjson.null or api_version == 2 then req[k] = v end
     end
   else
     local args = ngx.decode_args(data, 0)
@@ -231,6 +247,8 @@ function Handler:handle()
     -- So that a page can show a read-only form to a caller who may not
     -- change the profile, instead of letting them find out on Save.
     ngx.header["X-Kfsmtp-Permissions"] = permission_list(perms)
+    -- And offer the secret providers there are: ids and types only.
+    ngx.header["X-Kfsmtp-Secret-Providers"] = self.providers_header
   end
 
   local method = ngx.req.get_method()
@@ -260,11 +278,12 @@ function Handler:handle()
     return respond(200, cached.body)
   end
 
-  local req, done = parse_body(self, details)
+  local req, done = parse_body(self, details, api_version)
   if not req then return done end
   local status, body
   if route.name == "smtp" then
-    status, body = in_thread(self.thread_pool, "kfsmtp.openresty", "run_update", self.store, req, api_version, details)
+    status, body = in_thread(self.thread_pool, "kfsmtp.openresty", "run_update", self.store, req, api_version, details,
+      self.test_options.secret_providers)
   else
     local opts = self.test_options
     for k, v in pairs(req) do
@@ -295,13 +314,14 @@ end
 
 -- A handler's own options, and the test options it passes on.
 local HANDLER_KEYS = { "store", "users_file", "base", "thread_pool", "auth_thread_pool", "auth_shared_dict", "realm", "max_body" }
-local OPTION_KEYS = { "connect_timeout_ms", "timeout_ms", "tls_verify", "ca_file", "helo", "pinned_pubkey" }
+local OPTION_KEYS = { "connect_timeout_ms", "timeout_ms", "tls_verify", "ca_file", "helo", "pinned_pubkey",
+  "secret_providers" }
 
 -- new(opts) --> handler. opts: store, users_file or authenticate, base,
 -- thread_pool, auth_thread_pool and auth_shared_dict (password checks),
 -- realm, max_body, and
 -- the test options of kfsmtp.test (connect_timeout_ms, timeout_ms,
--- tls_verify, ca_file, helo, pinned_pubkey).
+-- tls_verify, ca_file, helo, pinned_pubkey, secret_providers).
 function _M.new(opts)
   opts = opts or {}
   if type(opts) ~= "table" then error("kfsmtp.openresty: opts must be a table", 2) end
@@ -321,17 +341,40 @@ function _M.new(opts)
     error("kfsmtp.openresty: authenticate must be a function", 2)
   end
   for _, k in ipairs(OPTION_KEYS) do h.test_options[k] = opts[k] end
+  -- A bad provider list is the operator's error: raised here, at once.
+  options.check({ secret_providers = opts.secret_providers }, "openresty")
+  local summary = {}
+  for _, p in ipairs(secrets.summary(opts.secret_providers)) do
+    summary[#summary + 1] = ("%d=%s"):format(p.Id, p.Type)
+  end
+  h.providers_header = table.concat(summary, ", ")
   return h
 end
 
--- Handlers built from the same scalar options are reused: the opts table
--- of a content_by_lua_block is a new table on every request.
+-- secret_providers as text, the same for the same configuration.
+local function providers_key(providers)
+  if type(providers) ~= "table" then return tostring(providers) end
+  local ids = {}
+  for id in pairs(providers) do ids[#ids + 1] = id end
+  table.sort(ids, function(a, b) return tostring(a) < tostring(b) end)
+  for i, id in ipairs(ids) do
+    local p = providers[id]
+    ids[i] = type(p) == "table" and table.concat({ tostring(id), tostring(p.type), tostring(p.dir),
+      type(p.names) == "table" and table.concat(p.names, ",") or tostring(p.names) }, "\1") or tostring(p)
+  end
+  return table.concat(ids, "\2")
+end
+
+-- Handlers built from the same options are reused: the opts table of a
+-- content_by_lua_block is a new table on every request.
 local handlers = {}
 local function handler_key(opts)
   if opts.authenticate then return nil end -- a new closure every request
   local parts = {}
   for _, keys in ipairs { HANDLER_KEYS, OPTION_KEYS } do
-    for _, k in ipairs(keys) do parts[#parts + 1] = tostring(opts[k]) end
+    for _, k in ipairs(keys) do
+      parts[#parts + 1] = k == "secret_providers" and providers_key(opts[k]) or tostring(opts[k])
+    end
   end
   return table.concat(parts, "\0")
 end

@@ -3,6 +3,7 @@
 -- defaults themselves come from the C core (core.DEFAULTS), which holds
 -- them once for both sides.
 local core = require "kfsmtp.core"
+local secrets = require "kfsmtp.secrets"
 
 local type, pairs, ipairs, tostring, error = type, pairs, ipairs, tostring, error
 
@@ -13,6 +14,7 @@ local OPTION_KINDS = {
   tls_verify = "boolean", ca_file = "string", helo = "string",
   pinned_pubkey = "string", tls_mode = "string", transcript = "boolean",
   quit_after = "string", api_version = "number", auth_mechanism = "string",
+  secret_providers = "table",
 }
 
 -- A list of names as a set, and as the words an error message offers.
@@ -72,6 +74,8 @@ function _M.check(opts, fname)
   if opts.api_version and opts.api_version ~= 1 and opts.api_version ~= 2 then
     error(("kfsmtp.%s: api_version must be 1 or 2, not %s"):format(fname, tostring(opts.api_version)), 3)
   end
+  local providers_why = opts.secret_providers and secrets.check_providers(opts.secret_providers)
+  if providers_why then error(("kfsmtp.%s: secret_providers: %s"):format(fname, providers_why), 3) end
   for _, k in ipairs { "connect_timeout_ms", "timeout_ms" } do
     local ms = opts[k]
     if ms and not (ms > 0 and ms <= core.DEFAULTS.max_timeout_ms and ms % 1 == 0) then

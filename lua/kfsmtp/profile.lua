@@ -6,9 +6,10 @@ local core = require "kfsmtp.core"
 local cjson = require "cjson.safe"
 local errors = require "kfsmtp.errors"
 local json = require "kfsmtp.json"
+local request_headers = require "kfsmtp.request_headers"
+local secrets = require "kfsmtp.secrets"
 
-local type, pairs, ipairs, tostring, tonumber = type, pairs, ipairs, tostring, tonumber
-local floor = math.floor
+local type, pairs, ipairs, tostring = type, pairs, ipairs, tostring
 
 local DEFAULTS = core.DEFAULTS
 
@@ -20,26 +21,11 @@ _M.AUTH_ANONYMOUS, _M.AUTH_PASSWORD, _M.AUTH_OAUTH = AUTH_ANONYMOUS, AUTH_PASSWO
 local SUPPORTED_AUTH = "0 (anonymous), 2 (username and password) and 3 (OAuth 2.0 client credentials)"
 
 ---------------------------------------------------------------------------
--- Numbers: Lua 5.4 integers, LuaJIT doubles holding whole values.
-
-local tointeger = math.tointeger or function(x)
-  if type(x) == "number" and x == floor(x) and x > -2 ^ 53 and x < 2 ^ 53 then return x end
-  return nil
-end
-
-local function to_whole(v)
-  if type(v) == "number" then return tointeger(v) end
-  if type(v) == "string" and v:match("^[+-]?%d+$") and #v <= 15 then
-    return tointeger(tonumber(v))
-  end
-  return nil
-end
-
----------------------------------------------------------------------------
 -- Fields and coercion.
 
--- Canonical field name --> kind of value.
-local FIELD_KINDS = {
+-- Canonical field name --> kind of value, for each shape a request or the
+-- store comes in. Version 1 (Keyfactor's GET /SMTP and POST /SMTP/Test):
+local V1_KINDS = {
   Host = "string", Id = "whole", Port = "whole", RelayAuthenticationType = "whole",
   RelayUsername = "string", RelayPassword = "secret", SenderAccount = "string",
   SenderAddress = "string", SenderName = "string", TestRecipient = "string",
@@ -48,8 +34,35 @@ local FIELD_KINDS = {
   ClientId = "string", ClientSecret = "secret", TokenEndpoint = "string",
   Scope = "string", Audience = "string",
 }
+-- Version 2 (SMTPSMTPRequest, SMTPSMTPTestRequest): the four credentials
+-- are secret objects, RequestHeaders is new; no Id, no SenderAddress.
+local V2_KINDS = {
+  Host = "string", Port = "whole", RelayAuthenticationType = "whole",
+  RelayUsername = "secret_object", RelayPassword = "secret_object", SenderAccount = "string",
+  SenderName = "string", TestRecipient = "string", UseSSL = "boolean",
+  ClientId = "secret_object", ClientSecret = "secret_object", TokenEndpoint = "string",
+  Scope = "string", Audience = "string", RequestHeaders = "headers",
+}
+-- The store holds version 2's forms (a secret is a value or a reference).
+local STORED_KINDS = {}
+for name, kind in pairs(V2_KINDS) do STORED_KINDS[name] = kind end
+STORED_KINDS.Id = "whole"
+local KINDS = { v1 = V1_KINDS, v2 = V2_KINDS, stored = STORED_KINDS }
+
+-- Version 2's models say where null is no value: these fields are plain
+-- int32 and bool, and a test request requires these others.
+local V2_NOT_NULL = { Port = true, RelayAuthenticationType = true, UseSSL = true }
+local V2_TEST_REQUIRED = { "Host", "Port", "RelayAuthenticationType", "SenderAccount", "SenderName", "TestRecipient" }
+local V2_TEST_NOT_NULL = {}
+for _, name in ipairs(V2_TEST_REQUIRED) do V2_TEST_NOT_NULL[name] = true end
+
 local CANONICAL = {}
-for name in pairs(FIELD_KINDS) do CANONICAL[name:lower()] = name end
+for name in pairs(V1_KINDS) do CANONICAL[name:lower()] = name end
+CANONICAL.requestheaders = "RequestHeaders"
+
+-- The credentials version 2 shows as secret objects.
+local CREDENTIAL_FIELDS = { "RelayUsername", "RelayPassword", "ClientId", "ClientSecret" }
+_M.CREDENTIAL_FIELDS = CREDENTIAL_FIELDS
 
 local function describe(v)
   if v == cjson.null then return "null" end
@@ -61,7 +74,7 @@ local function given(v)
   return type(v) == "string" and "the text given" or ("a " .. describe(v))
 end
 
--- Version 2 of the API sends secrets as {"SecretValue": "..."}:
+-- Version 1 takes a secret as a string or as {"SecretValue": "..."}:
 -- the string inside | nil (absent) | nil, err.
 local function unwrap_secret(name, v)
   if type(v) ~= "table" then return v end
@@ -86,7 +99,7 @@ local COERCE = {
     return v
   end,
   whole = function(name, v)
-    local n = to_whole(v)
+    local n = json.whole(v)
     if n == nil then
       return nil, errors.field(name, ("%s must be a whole number, not %s."):format(name, given(v)))
     end
@@ -100,30 +113,45 @@ local COERCE = {
     end
     return nil, errors.field(name, ("%s must be true or false, not %s."):format(name, given(v)))
   end,
+  headers = function(_, v) return request_headers.read(v) end,
 }
 COERCE.secret = function(name, v)
   local inner, err = unwrap_secret(name, v)
   if inner == nil then return nil, err end
   return COERCE.string(name, inner)
 end
+-- A value (string) or a reference { Provider, Parameters }.
+COERCE.secret_object = function(name, v)
+  local secret, err = secrets.read(name, v)
+  if type(secret) == "string" then return COERCE.string(name, secret) end
+  return secret, err
+end
 
--- normalize(req) --> fields keyed by canonical name | nil, err
--- Keys match case-insensitively; unknown keys are ignored; JSON null is
--- the same as absent.
-function _M.normalize(req)
+local NULL_KIND_WORDS = { whole = "a whole number", boolean = "true or false", string = "a string" }
+
+-- normalize(req [, shape [, for_test]]) --> fields keyed by canonical name
+-- | nil, err. shape is "v1" (the default), "v2" or "stored". Keys match
+-- case-insensitively; unknown keys are ignored; JSON null is the same as
+-- absent, except where version 2's models have no null.
+function _M.normalize(req, shape, for_test)
+  local kinds = KINDS[shape or "v1"]
   local out, seen = {}, {}
   for k, v in pairs(req) do
     local name = type(k) == "string" and CANONICAL[k:lower()]
-    if name then
+    local kind = name and kinds[name]
+    if kind then
       if seen[name] then
         return nil, errors.field(name, ("%s is given twice (as %q and %q): send it once."):format(
           name, seen[name], k), "ambiguous_field")
       end
       seen[name] = k
       if v ~= cjson.null then
-        local value, err = COERCE[FIELD_KINDS[name]](name, v)
+        local value, err = COERCE[kind](name, v)
         if err then return nil, err end
         out[name] = value
+      elseif shape == "v2" and (V2_NOT_NULL[name] or for_test and V2_TEST_NOT_NULL[name]) then
+        return nil, errors.field(name, ("%s must be %s, not null: version 2 has no null here (leave it out instead)."):format(
+          name, NULL_KIND_WORDS[kind]))
       end
     end
   end
@@ -201,11 +229,39 @@ function _M.check(t, for_test)
   if for_test then return require_mailbox(t, "TestRecipient", "one recipient address") end
 end
 
--- read(req, for_test) --> the request's fields, checked and with their
--- defaults | nil, err.
-function _M.read(req, for_test)
-  local t, err = _M.normalize(req)
+-- Version 2's references: each must name a provider the operator
+-- configured, with a parameter it allows (kfsmtp.secrets). err | nil.
+local function check_references(t, providers)
+  for _, name in ipairs(CREDENTIAL_FIELDS) do
+    if secrets.is_reference(t[name]) then
+      local ref, err = secrets.check_reference(name, t[name], providers)
+      if not ref then return err end
+      t[name] = ref
+    end
+  end
+end
+
+-- Keyfactor's SMTPSMTPTestRequest requires these keys (null is refused by
+-- normalize).
+local function check_v2_test_keys(t)
+  for _, name in ipairs(V2_TEST_REQUIRED) do
+    if t[name] == nil then
+      return errors.field(name, ("%s is required in a version 2 test request (SMTPSMTPTestRequest): send it%s."):format(
+        name, name == "SenderName" and ", \"\" for none" or ""))
+    end
+  end
+end
+
+-- read(req, for_test [, api_version [, providers]]) --> the request's
+-- fields, checked and with their defaults | nil, err.
+function _M.read(req, for_test, api_version, providers)
+  local v2 = api_version == 2
+  local t, err = _M.normalize(req, v2 and "v2" or "v1", for_test)
   if not t then return nil, err end
+  if v2 then
+    err = check_references(t, providers) or (for_test and check_v2_test_keys(t))
+    if err then return nil, err end
+  end
   err = _M.check(t, for_test)
   if err then return nil, err end
   return t
@@ -236,9 +292,7 @@ local OAUTH_FIELDS = { "ClientId", "TokenEndpoint", "Scope", "Audience" }
 -- able to send them anywhere else: to another host or port, over weaker
 -- TLS, or (OAuth) to another endpoint, client, scope or audience.
 
-local function same(a, b)
-  return (a or "") == (b or "")
-end
+local same = secrets.same
 
 -- The first thing in t that differs from where the stored secret was
 -- entered: a field name, or nil. tls_mode is the test's option, if any.
@@ -308,33 +362,63 @@ end
 ---------------------------------------------------------------------------
 -- Output shapes: every documented field, always, with its type.
 
--- Version 2 of the API (x-keyfactor-api-version: 2) adds the OAuth fields;
--- ClientSecret, like RelayPassword, is never among them.
-function _M.profile_out(r, api_version)
-  local p = {
+-- Version 1 has no references: a credential kept as one shows as "".
+local function v1_text(v)
+  return type(v) == "string" and v or ""
+end
+
+-- Version 2 (SMTPSMTPResponse): the credentials as secret objects, which
+-- show RelayUsername's and ClientId's values and never a password's or a
+-- client secret's; a reference shows where it points (kfsmtp.secrets).
+local function v2_profile(r)
+  return {
     Host = r.Host or "",
     Id = 1,
     Port = r.Port or DEFAULTS.port,
     RelayAuthenticationType = r.RelayAuthenticationType or AUTH_ANONYMOUS,
-    RelayUsername = r.RelayUsername or "",
+    RelayUsername = secrets.out(r.RelayUsername, true),
+    RelayPassword = secrets.out(r.RelayPassword, false),
+    SenderAccount = r.SenderAccount or "",
+    SenderName = r.SenderName or "",
+    UseSSL = r.UseSSL or false,
+    ClientId = secrets.out(r.ClientId, true),
+    ClientSecret = secrets.out(r.ClientSecret, false),
+    TokenEndpoint = r.TokenEndpoint or "",
+    Scope = r.Scope or "",
+    Audience = r.Audience or "",
+    RequestHeaders = request_headers.out(r.RequestHeaders),
+  }
+end
+
+function _M.profile_out(r, api_version)
+  if api_version == 2 then return v2_profile(r) end
+  return {
+    Host = r.Host or "",
+    Id = 1,
+    Port = r.Port or DEFAULTS.port,
+    RelayAuthenticationType = r.RelayAuthenticationType or AUTH_ANONYMOUS,
+    RelayUsername = v1_text(r.RelayUsername),
     SenderAccount = r.SenderAccount or "",
     SenderAddress = r.SenderAccount or "",
     SenderName = r.SenderName or "",
     UseSSL = r.UseSSL or false,
   }
-  if api_version == 2 then
-    for _, name in ipairs(OAUTH_FIELDS) do p[name] = r[name] or "" end
-  end
-  return p
 end
 
-function _M.test_out(t)
+-- The settings tested. Version 2's HTTP answer has no body; its Lua result
+-- is the test request's fields (SMTPSMTPTestRequest) in version 2's forms.
+function _M.test_out(t, api_version)
+  if api_version == 2 then
+    local p = v2_profile(t)
+    p.Id, p.TestRecipient = nil, t.TestRecipient
+    return p
+  end
   return {
     Host = t.Host,
     Id = 1,
     Port = t.Port,
     RelayAuthenticationType = t.RelayAuthenticationType,
-    RelayUsername = t.RelayUsername,
+    RelayUsername = v1_text(t.RelayUsername),
     SenderAccount = t.SenderAccount,
     SenderName = t.SenderName,
     TestRecipient = t.TestRecipient,
@@ -356,12 +440,13 @@ function _M.from_stored_text(text)
     return nil, ("is not a JSON object (%s)"):format(why or
       ("found " .. (type(doc) == "table" and "an array" or doc == cjson.null and "null" or "a " .. type(doc))))
   end
-  local t, err = _M.normalize(doc)
+  local t, err = _M.normalize(doc, "stored")
   if not t then return nil, ("holds a bad value (%s)"):format(err.Message) end
   return t
 end
 
--- The stored record: the profile plus the secret of the scheme in use.
+-- The stored record: the profile plus the secret of the scheme in use (a
+-- value, or a reference to a provider).
 function _M.record(t)
   local record = {
     Host = t.Host, Id = 1, Port = t.Port,
@@ -371,6 +456,7 @@ function _M.record(t)
     SenderAccount = t.SenderAccount,
     SenderName = t.SenderName,
     UseSSL = t.UseSSL,
+    RequestHeaders = t.RequestHeaders and #t.RequestHeaders > 0 and t.RequestHeaders or nil,
   }
   if t.RelayAuthenticationType == AUTH_OAUTH then
     for _, name in ipairs(OAUTH_FIELDS) do record[name] = t[name] end

@@ -65,6 +65,9 @@ end
 local function replace(self, t)
   local current, err = self:read()
   if not current then return nil, err end
+  -- Like the OAuth fields they serve, headers a request leaves out (as
+  -- version 1 always does) are kept.
+  if t.RequestHeaders == nil then t.RequestHeaders = current.RequestHeaders end
   if t.RelayAuthenticationType == profile.AUTH_OAUTH then
     err = profile.resolve_oauth(t, current)
     if err then return nil, err end
@@ -90,7 +93,7 @@ end
 function Store:update(req, opts)
   check_request(req, "update")
   opts = options.check(opts, "update")
-  local t, err = profile.read(req, false)
+  local t, err = profile.read(req, false, options.get(opts, "api_version"), options.get(opts, "secret_providers"))
   if not t then return nil, err end
   local record
   record, err = self:with_lock(replace, self, t)

@@ -9,6 +9,8 @@ local mask = require "kfsmtp.mask"
 local oauth = require "kfsmtp.oauth"
 local options = require "kfsmtp.options"
 local profile = require "kfsmtp.profile"
+local request_headers = require "kfsmtp.request_headers"
+local secrets = require "kfsmtp.secrets"
 
 local ipairs, ceil, min, floor = ipairs, math.ceil, math.min, math.floor
 
@@ -16,28 +18,43 @@ local _M = {}
 
 -- The credentials of the test: { password = } for type 2, { client = }
 -- for type 3, {} for anonymous; stored secrets are reused only as
--- kfsmtp.profile allows. credentials | nil, err.
-local function credentials(store, t, tls_mode, mechanism)
+-- kfsmtp.profile allows, and references are read from their providers
+-- now (kfsmtp.secrets). credentials | nil, err.
+local function credentials(store, t, opts)
+  local tls_mode = options.get(opts, "tls_mode")
+  local providers = options.get(opts, "secret_providers")
   local auth = t.RelayAuthenticationType
   if auth == profile.AUTH_ANONYMOUS then return {} end
-  local stored = {}
+  local stored, err = {}, nil
   if auth == profile.AUTH_OAUTH or not t.RelayPassword or t.RelayPassword == "" then
-    local err
     stored, err = store:load()
     if not stored then return nil, err end
   end
-  if auth == profile.AUTH_PASSWORD then
-    local password, err = profile.stored_password(t, stored, tls_mode, mechanism)
-    if not password then return nil, err end
-    return { password = password, username = t.RelayUsername }
+  local values = {}
+  local function resolve(name, v)
+    values[name], err = secrets.resolve(name, v, providers)
+    return err
   end
-  local err = profile.resolve_oauth(t, stored, tls_mode)
+  if auth == profile.AUTH_PASSWORD then
+    local password
+    password, err = profile.stored_password(t, stored, tls_mode, options.get(opts, "auth_mechanism"))
+    if not password then return nil, err end
+    err = resolve("RelayUsername", t.RelayUsername) or resolve("RelayPassword", password)
+    if err then return nil, err end
+    return { password = values.RelayPassword, username = values.RelayUsername }
+  end
+  err = profile.resolve_oauth(t, stored, tls_mode)
+    or resolve("RelayUsername", t.RelayUsername) or resolve("ClientId", t.ClientId)
+    or resolve("ClientSecret", t.ClientSecret)
   if err then return nil, err end
+  -- Headers entered for the stored endpoint go with it, and only there.
+  local headers = t.RequestHeaders
+  if headers == nil and t.TokenEndpoint == stored.TokenEndpoint then headers = stored.RequestHeaders end
   return {
-    client = { endpoint = t.TokenEndpoint, client_id = t.ClientId, client_secret = t.ClientSecret,
-      scope = t.Scope, audience = t.Audience },
+    client = { endpoint = t.TokenEndpoint, client_id = values.ClientId, client_secret = values.ClientSecret,
+      scope = t.Scope, audience = t.Audience, headers = request_headers.lines(headers) },
     -- The mailbox the token lets the app send as.
-    username = t.RelayUsername ~= "" and t.RelayUsername or t.SenderAccount,
+    username = values.RelayUsername ~= "" and values.RelayUsername or t.SenderAccount,
   }
 end
 
@@ -193,10 +210,11 @@ end
 
 -- run(store, req, opts) --> response, info | nil, err. opts are checked.
 function _M.run(store, req, opts)
-  local t, err = profile.read(req, true)
+  local api_version = options.get(opts, "api_version")
+  local t, err = profile.read(req, true, api_version, options.get(opts, "secret_providers"))
   if not t then return nil, err end
   local creds
-  creds, err = credentials(store, t, options.get(opts, "tls_mode"), options.get(opts, "auth_mechanism"))
+  creds, err = credentials(store, t, opts)
   if not creds then return nil, err end
 
   local clock = start_clock(opts)
@@ -236,7 +254,7 @@ function _M.run(store, req, opts)
     err.transcript = d.transcript and json.array(r.transcript) or nil
     return nil, mask.mask(err, needles)
   end
-  return profile.test_out(t), mask.mask(info_of(r, d, message_id, clock), needles)
+  return profile.test_out(t, api_version), mask.mask(info_of(r, d, message_id, clock), needles)
 end
 
 return _M
