@@ -441,7 +441,6 @@ describe("profile.profile_out", function()
   local V1_TYPES = { Host = "string", Id = "number", Port = "number", RelayAuthenticationType = "number",
     RelayUsername = "string", SenderAccount = "string", SenderAddress = "string", SenderName = "string",
     UseSSL = "boolean" }
-  local OAUTH = { "ClientId", "TokenEndpoint", "Scope", "Audience" }
 
   -- Exactly the fields of `types`, each of its type.
   local function has_fields(p, types)
