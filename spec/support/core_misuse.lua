@@ -36,6 +36,9 @@ local function int(min, max)
     return type(v) == "number" and v == math.floor(v) and v >= min and v <= max
   end
 end
+local function absolute(max)
+  return function(v) return text(max)(v) and v:sub(1, 1) == "/" end
+end
 local function bool(v) return v == nil or type(v) == "boolean" end
 local function choice(names, optional)
   return function(v)
@@ -49,7 +52,7 @@ end
 local function never() return false end
 
 local ANY = math.huge
-local FIELD, MAILBOX, TOKEN = 4096, 254, 64 * 1024
+local FIELD, MAILBOX, TOKEN, PATH = 4096, 254, 64 * 1024, 4096
 local TIMEOUT = int(1, 86400000)
 
 -- The calls, each a function, its valid arguments (base) and, per field or
@@ -62,6 +65,8 @@ function M.calls(core, ctx)
   local path = dir .. "/store.json"
   local lock = assert(core.store_lock(dir .. "/locked.json"))
   local hash = core.password_hash("correct horse", 1000)
+  -- A secret the base call reads (store_write makes it 0600).
+  assert(core.store_write(dir .. "/secret", "s3cret\n"))
   local closed = "127.0.0.1"
   local endpoint = ("http://%s:%d/"):format(closed, ctx.closed)
   return {
@@ -118,6 +123,10 @@ function M.calls(core, ctx)
     { fn = "password_verify", base = { "correct horse", hash },
       args = { { "password", bytes }, { "hash", text(ANY) } } },
     { fn = "lock:release", call = lock.release, base = { lock }, args = { { "self", never } } },
+    -- dir is tried as given: any string but an absolute path raises; a
+    -- path tried stays in the test folder (or is refused as outside it).
+    { fn = "read_secret_file", base = { dir = dir, path = "secret", max = 64 },
+      fields = { { "dir", absolute(PATH) }, { "path", text(PATH) }, { "max", int(1, 1048576) } } },
     { fn = "base64", base = { "secret" }, args = { { "value", short_bytes(TOKEN) } } },
     { fn = "url_escape", base = { "secret" }, args = { { "value", short_bytes(TOKEN) } } },
   }

@@ -1,7 +1,7 @@
 -- Exercised under valgrind by spec/memcheck_spec.lua: every C path of the
 -- core (validation, composition, store, successful and failed deliveries,
--- STARTTLS, OAuth token fetches good and refused) a few times, so a leak
--- per call would show as definitely lost.
+-- STARTTLS, OAuth token fetches good and refused, secret files read and
+-- refused) a few times, so a leak per call would show as definitely lost.
 -- usage: lua5.4 memcheck.lua STORE_PATH PORT CLOSED_PORT OAUTH_PORT TOKEN_URL CA_FILE
 package.path = "lua/?.lua;" .. package.path
 package.cpath = "build/lua5.4/?.so;" .. package.cpath
@@ -9,6 +9,9 @@ local kfsmtp = require "kfsmtp"
 local path, port, closed = arg[1], tonumber(arg[2]), tonumber(arg[3])
 local oauth_port, token_url, ca_file = tonumber(arg[4]), arg[5], arg[6]
 local store = kfsmtp.open(path)
+local core = require "kfsmtp.core"
+local secrets = path:match("^(.*)/[^/]*$")
+assert(core.store_write(secrets .. "/secret", "s3cret\r\n"))
 for i = 1, 3 do
   assert(store:update { Host = "127.0.0.1", Port = port, SenderAccount = "kf@example.com",
     SenderName = "Zertifikatsstelle Köln " .. i, RelayAuthenticationType = 2, RelayUsername = "u", RelayPassword = "p" })
@@ -30,6 +33,12 @@ for i = 1, 3 do
   assert(store:test(oauth, { ca_file = ca_file, transcript = true }))
   oauth.ClientSecret = "wrong"
   assert(not store:test(oauth, { ca_file = ca_file }))
+  assert(core.read_secret_file { dir = secrets, path = "secret" } == "s3cret")
+  for want, t in pairs { too_large = { path = "secret", max = 4 }, missing = { path = "absent" },
+      outside = { path = "../" }, not_regular = { path = "." } } do
+    t.dir = secrets
+    assert(select(3, core.read_secret_file(t)) == want, want)
+  end
 end
 collectgarbage()
 print("memcheck script done")
