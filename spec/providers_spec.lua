@@ -238,4 +238,51 @@ describe("secret providers", function()
       assert.are.equal("", attacker:commands(), "the attacker's server saw a connection")
     end)
   end)
+
+  describe("on the command line", function()
+    -- run(args, env) --> stdout, stderr, exit status
+    local function run(args, env)
+      local out_dir = H.tmpdir()
+      H.exec(("%s %s bin/kfsmtp %s > %s/out 2> %s/err; echo $? > %s/rc"):format(env, H.lua_run, args,
+        out_dir, out_dir, out_dir))
+      return H.read(out_dir .. "/out"), H.read(out_dir .. "/err"), tonumber(H.read(out_dir .. "/rc"))
+    end
+    local function env_for(path)
+      return ("KFSMTP_STORE=%s KFSMTP_SECRET_PROVIDERS=%s"):format(H.q(path), H.q(cjson.encode {
+        ["1"] = { type = "file", dir = dir .. "/secrets" }, ["2"] = { type = "env", names = { "KFSMTP_CLI_SECRET" } } }))
+    end
+    local flags = " --api-version 2 --host localhost --use-ssl --auth-type 2 --username " .. USER ..
+      " --sender-account kf@example.com --ca-file " .. H.q(H.certs().ca)
+
+    it("stores and uses a reference given with --password-ref, reading providers from KFSMTP_SECRET_PROVIDERS", function()
+      local env = env_for(H.store_path())
+      local out, err, rc = run("update --port " .. relay_file.port .. flags .. " --password-ref 1:smtp/password", env)
+      assert.are.equal(0, rc, err)
+      assert.are.same({ Path = "smtp/password" }, cjson.decode(out).RelayPassword.Parameters)
+      out, err, rc = run("test --recipient ops@example.com --api-version 2 --ca-file " .. H.q(H.certs().ca), env)
+      assert.are.equal(0, rc, err)
+      never_shows(FILE_SECRET, out, err)
+      -- The env provider, with the variable set for this one command.
+      out, err, rc = run("test --recipient ops@example.com --port " .. relay_env.port .. flags ..
+        " --password-ref 2:KFSMTP_CLI_SECRET", env .. " KFSMTP_CLI_SECRET=" .. H.q(ENV_SECRET))
+      assert.are.equal(0, rc, err)
+      never_shows(ENV_SECRET, out, err)
+    end)
+
+    it("exits with stage secret's status for an unreadable reference, and 2 for misuse", function()
+      local env = env_for(H.store_path())
+      local _, err, rc = run("test --recipient ops@example.com --port " .. relay_file.port .. flags ..
+        " --password-ref 1:smtp/absent", env)
+      assert.are.equal(require("kfsmtp.cli").EXIT.secret, rc, err)
+      assert.truthy(err:find("at stage secret", 1, true), err)
+      _, err, rc = run("update --port " .. relay_file.port .. flags .. " --password-ref 1:/etc/shadow", env)
+      assert.are.equal(3, rc, err)
+      _, err, rc = run("update --password-ref 1:x", env)
+      assert.are.equal(2, rc, err)
+      assert.truthy(err:find("needs --api-version 2", 1, true), err)
+      _, err, rc = run("get", "KFSMTP_SECRET_PROVIDERS='{\"1\": {\"type\": \"vault\"}}'")
+      assert.are.equal(2, rc, err)
+      assert.truthy(err:find("KFSMTP_SECRET_PROVIDERS", 1, true), err)
+    end)
+  end)
 end)

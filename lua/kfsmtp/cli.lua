@@ -6,6 +6,7 @@ local core = require "kfsmtp.core"
 local cjson = require "cjson.safe"
 local json = kfsmtp.json
 local options = require "kfsmtp.options"
+local secrets = require "kfsmtp.secrets"
 
 local _M = {}
 
@@ -64,8 +65,16 @@ Test options:
   --transcript              print the SMTP dialog (secrets as ***) on stderr
   --info                    print the details (timings, TLS, reply) as JSON on stderr
 
---api-version 2 prints version 2 of the API's profile: the OAuth fields
-(ClientId, TokenEndpoint, Scope, Audience; never the secret) as well.
+--api-version 2 speaks version 2 of the API (Keyfactor's v2 models): the
+credentials as secret objects, the OAuth fields and RequestHeaders (give
+them with --json). With it, a secret may be a reference to a secret
+provider instead of a value:
+  --password-ref ID:WHERE       the relay password from provider ID
+  --client-secret-ref ID:WHERE  the client secret from provider ID
+WHERE is the file's path in a file provider's folder, or the variable's
+name for an env provider. The providers are the operator's, as JSON in
+KFSMTP_SECRET_PROVIDERS, e.g.
+  {"1": {"type": "file", "dir": "/run/secrets"}, "2": {"type": "env", "names": ["SMTP_PASSWORD"]}}
 
 Store: --store PATH, else $KFSMTP_STORE, else ./kfsmtp-store.json
 
@@ -115,7 +124,8 @@ local OPTION_FLAGS = {
 local SWITCHES = { transcript = true, info = true, insecure = true, replace = true,
   help = true, ["use-ssl"] = true, ["no-use-ssl"] = true }
 local VALUE_FLAGS = { store = true, json = true, ["password-file"] = true, ["password-env"] = true,
-  ["users-file"] = true, permissions = true, ["client-secret-file"] = true, ["api-version"] = true }
+  ["users-file"] = true, permissions = true, ["client-secret-file"] = true, ["api-version"] = true,
+  ["password-ref"] = true, ["client-secret-ref"] = true }
 
 local function usage_error(msg)
   return { usage = msg }
@@ -237,6 +247,33 @@ local function tls_words(info)
     t.version, t.verified and "verified" or "NOT verified")
 end
 
+-- KFSMTP_SECRET_PROVIDERS: the operator's providers as a JSON object
+-- keyed by id. providers | nil | nil, why.
+local function providers_from(env)
+  local text = env("KFSMTP_SECRET_PROVIDERS")
+  if not text or text == "" then return nil end
+  local doc = cjson.decode(text)
+  if type(doc) ~= "table" then return nil, "KFSMTP_SECRET_PROVIDERS must hold a JSON object keyed by provider id" end
+  local providers = {}
+  for id, p in pairs(doc) do
+    local n = json.whole(id)
+    if not n then return nil, ("KFSMTP_SECRET_PROVIDERS: %q is not a provider id"):format(tostring(id)) end
+    providers[n] = p
+  end
+  local why = secrets.check_providers(providers)
+  if why then return nil, "KFSMTP_SECRET_PROVIDERS: " .. why end
+  return providers
+end
+
+-- --password-ref ID:WHERE --> a version 2 reference | nil, why.
+local function reference_from(flag, text, providers)
+  local id, where = (text or ""):match("^(%d+):(.+)$")
+  if not id then return nil, ("--%s takes ID:WHERE (a provider id, then the file's path or the variable's name)"):format(flag) end
+  id = json.whole(id)
+  local p = providers and providers[id]
+  return { Provider = id, Parameters = { [p and secrets.PARAMETER[p.type] or "Path"] = where } }
+end
+
 -- main(argv [, io_]) --> exit status. io_ = { out, err, env } for tests.
 function _M.main(argv, io_)
   io_ = io_ or {}
@@ -265,6 +302,11 @@ function _M.main(argv, io_)
     say("kfsmtp: --api-version takes 1 or 2\n")
     return EXIT.usage
   end
+  local providers, providers_why = providers_from(env)
+  if providers_why then
+    say("kfsmtp: " .. providers_why .. "\n")
+    return EXIT.usage
+  end
   local store = kfsmtp.open(a.flags.store or options.store_path())
   local function fail(err)
     out(json.encode(kfsmtp.errors.body(err), true) .. "\n")
@@ -286,7 +328,7 @@ function _M.main(argv, io_)
   -- The request: stored profile (unless --replace), then --json, then flags.
   local req = {}
   if not a.flags.replace then
-    local p, err = store:get()
+    local p, err = store:get { api_version = api_version }
     if not p then return fail(err) end
     for k, v in pairs(p) do req[k] = v end
   end
@@ -321,6 +363,21 @@ function _M.main(argv, io_)
     return EXIT.usage
   end
   if password then req.RelayPassword = password end
+  for _, named in ipairs { { "password-ref", "RelayPassword" }, { "client-secret-ref", "ClientSecret" } } do
+    local text = a.flags[named[1]]
+    if text then
+      if api_version ~= 2 then
+        say(("kfsmtp: --%s needs --api-version 2 (references are version 2's)\n"):format(named[1]))
+        return EXIT.usage
+      end
+      local reference, ref_why = reference_from(named[1], text, providers)
+      if not reference then
+        say("kfsmtp: " .. ref_why .. "\n")
+        return EXIT.usage
+      end
+      req[named[2]] = reference
+    end
+  end
   if a.flags["client-secret-file"] then
     local s, why2 = read_file(a.flags["client-secret-file"])
     if not s then
@@ -333,14 +390,14 @@ function _M.main(argv, io_)
   end
 
   if a.command == "update" then
-    local p, err = store:update(req, { api_version = api_version })
+    local p, err = store:update(req, { api_version = api_version, secret_providers = providers })
     if not p then return fail(err) end
     out(json.encode(p, true) .. "\n")
     say(("kfsmtp: stored the profile in %s\n"):format(store.path))
     return 0
   end
 
-  local opts = {}
+  local opts = { api_version = api_version, secret_providers = providers }
   for k, v in pairs(a.options) do opts[k] = v end
   if a.flags.insecure then opts.tls_verify = false end
   if a.flags.transcript then opts.transcript = true end
