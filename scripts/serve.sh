@@ -5,7 +5,10 @@
 # to try POST /SMTP/Test against, and the browser page at /KeyfactorAPI/Portal/.
 # Runs until Ctrl-C. KFSMTP_ADMIN_PASSWORD chooses the administrator's
 # password; KFSMTP_SERVE_DIR (default ./serve-run) and KFSMTP_STORE move
-# the run folder and the store.
+# the run folder and the store. Secret provider 1 (type file) reads files
+# from KFSMTP_SECRETS_DIR (default serve-run/secrets, made mode 0700), so a
+# version 2 client can store {"Provider": 1, "Parameters": {"Path": "..."}}
+# instead of a password.
 set -eu
 # The password goes to `bin/kfsmtp user-add` alone: out of the environment
 # before anything starts, so nginx and the capture server never hold it.
@@ -25,8 +28,19 @@ if [ -d "$run" ] && [ ! -f "$run/nginx.conf" ] && [ -n "$(ls -A "$run")" ]; then
 fi
 rm -rf "$run"
 mkdir -p "$run/smtp"
+secrets=${KFSMTP_SECRETS_DIR:-$run/secrets}
+mkdir -p "$secrets"
+chmod 0700 "$secrets"
 
-/usr/bin/python3 spec/support/smtpd.py --dir "$run/smtp" --mode plain > "$run/smtp.log" 2>&1 &
+# The capture server offers AUTH (not required) as svc with a password
+# made here, which also waits in the file provider as "relay": a version 2
+# client can test with {"Provider": 1, "Parameters": {"Path": "relay"}}.
+relay_password=$(openssl rand -hex 12)
+(umask 077
+ printf 'svc:%s' "$relay_password" > "$run/smtp-auth"
+ [ -e "$secrets/relay" ] || printf '%s\n' "$relay_password" > "$secrets/relay")
+/usr/bin/python3 spec/support/smtpd.py --dir "$run/smtp" --mode plain \
+  --auth-file "$run/smtp-auth" --auth-plaintext > "$run/smtp.log" 2>&1 &
 smtp_pid=$!
 cleanup() {
   nginx -p "$run" -c "$run/nginx.conf" -s stop 2>/dev/null || true
@@ -49,13 +63,15 @@ fi
 KFSMTP_USER_PASSWORD=$admin_password bin/kfsmtp user-add admin \
   --users-file "$run/users.json" --permissions all > /dev/null
 
-sh scripts/nginx-conf.sh "$run" "$PORT" "$store" "$run/users.json" 2
+sh scripts/nginx-conf.sh "$run" "$PORT" "$store" "$run/users.json" 2 \
+  "secret_providers = { [1] = { type = \"file\", dir = \"$secrets\" } },"
 nginx -p "$run" -c "$run/nginx.conf"
 
 base="http://127.0.0.1:$PORT/KeyfactorAPI"
 cat <<MSG
 kfsmtp API on $base (nginx, 2 workers; logs in serve-run/logs/)
 store: $store   users: serve-run/users.json   capture SMTP server: 127.0.0.1:$smtp_port
+secret provider 1 (file): $secrets
 MSG
 if [ -n "$generated" ]; then
   echo "administrator: admin / $admin_password   (generated, shown once; set KFSMTP_ADMIN_PASSWORD to choose it)"
@@ -78,6 +94,16 @@ Or with curl (paste into another shell):
   curl -s -u "\$KF_AUTH" -H 'X-Keyfactor-Requested-With: APIClient' -H 'Content-Type: application/json' \\
        -X POST $base/SMTP/Test \\
        -d '{"Host":"127.0.0.1","Port":$smtp_port,"UseSSL":false,"SenderAccount":"keyfactor@example.com","TestRecipient":"ops@example.com"}'
+
+Version 2 (Keyfactor's v2 models), the capture server's password (user svc)
+from the file "relay" of secret provider 1, never typed:
+
+  curl -s -u "\$KF_AUTH" -H 'X-Keyfactor-Requested-With: APIClient' -H 'x-keyfactor-api-version: 2' \\
+       -H 'Content-Type: application/json' -X PUT $base/SMTP \\
+       -d '{"Host":"127.0.0.1","Port":$smtp_port,"UseSSL":false,"RelayAuthenticationType":2,"RelayUsername":{"SecretValue":"svc"},"RelayPassword":{"Provider":1,"Parameters":{"Path":"relay"}},"SenderAccount":"keyfactor@example.com","SenderName":"Keyfactor Command"}'
+  curl -s -u "\$KF_AUTH" -H 'X-Keyfactor-Requested-With: APIClient' -H 'x-keyfactor-api-version: 2' \\
+       -H 'Content-Type: application/json' -X POST $base/SMTP/Test -w '%{http_code}\\n' \\
+       -d '{"Host":"127.0.0.1","Port":$smtp_port,"UseSSL":false,"RelayAuthenticationType":2,"RelayUsername":{"SecretValue":"svc"},"SenderAccount":"keyfactor@example.com","SenderName":"Keyfactor Command","TestRecipient":"ops@example.com"}'
 
 Captured test messages land in serve-run/smtp/. Add callers with:
   KFSMTP_USER_PASSWORD=... bin/kfsmtp user-add 'CORP\\alice' --users-file serve-run/users.json --permissions read

@@ -1,6 +1,8 @@
 -- make serve (scripts/serve.sh): the administrator's password reaches
--- `bin/kfsmtp user-add` and nothing else it starts.
+-- `bin/kfsmtp user-add` and nothing else it starts; a client written from
+-- Keyfactor's version 2 models works against it unchanged.
 local H = require "helpers"
+local cjson = require "cjson"
 
 local PASSWORD = "Serve-Admin-Passw0rd-4711"
 
@@ -43,6 +45,50 @@ describe("make serve", function()
     while H.exists(("/proc/%d/stat"):format(master)) or H.exists(("/proc/%d/stat"):format(smtpd)) do
       assert(H.now_ms() < deadline, "serve.sh left its servers running")
       H.sleep(0.05)
+    end
+  end)
+
+  it("serves a version 2 client unchanged: GET, PUT and Test, with a stored secret and with a reference", function()
+    local dir = H.tmpdir()
+    local run, port = dir .. "/run", H.closed_port()
+    H.exec(("%sKFSMTP_ADMIN_PASSWORD=%s KFSMTP_SERVE_DIR=%s KFSMTP_STORE=%s PORT=%d sh scripts/serve.sh > %s 2>&1 & echo $! > %s"):format(
+      H.plain, H.q(PASSWORD), H.q(run), H.q(dir .. "/store.json"), port, H.q(dir .. "/out"), H.q(dir .. "/pid")))
+    local serve_pid = tonumber(H.read(dir .. "/pid"))
+    finally(function() H.exec("kill " .. serve_pid .. " 2>/dev/null") end)
+    local deadline = H.now_ms() + 15000
+    while not (H.read(dir .. "/out") or ""):find("Press Ctrl-C", 1, true) do
+      assert(H.now_ms() < deadline, "serve.sh did not start: " .. (H.read(dir .. "/out") or ""))
+      H.sleep(0.05)
+    end
+    local smtp_port = tonumber(H.read(run .. "/smtp/port"))
+    local relay_password = (H.read(run .. "/secrets/relay"):gsub("\n$", ""))
+    -- As Keyfactor's Go client sends them (x-keyfactor-api-version: 2,
+    -- bodies from SMTPSMTPRequest and SMTPSMTPTestRequest).
+    local function call(method, path, body)
+      local out_dir = H.tmpdir()
+      H.write(out_dir .. "/body", body and cjson.encode(body) or "")
+      local status = H.sh(("%scurl -s -o %s -w '%%{http_code}' -u %s -H 'X-Keyfactor-Requested-With: APIClient' -H 'x-keyfactor-api-version: 2' -H 'Content-Type: application/json' -X %s %s http://127.0.0.1:%d/KeyfactorAPI%s"):format(
+        H.plain, H.q(out_dir .. "/out"), H.q("admin:" .. PASSWORD), method, body and ("--data-binary @" .. H.q(out_dir .. "/body")) or "",
+        port, path))
+      return tonumber(status), H.read(out_dir .. "/out") or ""
+    end
+    local profile = { Host = "127.0.0.1", Port = smtp_port, UseSSL = false, RelayAuthenticationType = 2,
+      RelayUsername = { SecretValue = "svc" }, SenderAccount = "keyfactor@example.com", SenderName = "Keyfactor Command" }
+    for round, password in ipairs { { SecretValue = relay_password }, { Provider = 1, Parameters = { Path = "relay" } } } do
+      profile.RelayPassword = password
+      local status, body = call("PUT", "/SMTP", profile)
+      assert.are.equal(200, status, body)
+      assert.falsy(body:find(relay_password, 1, true))
+      status, body = call("GET", "/SMTP")
+      assert.are.equal(200, status, body)
+      assert.are.equal(round == 2 and 1 or cjson.null, cjson.decode(body).RelayPassword.Provider)
+      local test = {}
+      for k, v in pairs(profile) do test[k] = v end
+      test.RelayPassword, test.TestRecipient = nil, "ops@example.com"
+      status, body = call("POST", "/SMTP/Test", test)
+      assert.are.same({ 200, "" }, { status, body })
+      local meta = cjson.decode(H.read(("%s/smtp/msg-%d.json"):format(run, round)))
+      assert.are.equal("svc", meta.auth_login)
     end
   end)
 end)
