@@ -111,6 +111,30 @@ int kf_field_bool(const kf_door *d, const char *key, int dflt) {
     return lua_toboolean(d->L, idx);
 }
 
+int kf_field_textlist(const kf_door *d, const char *key, int max_n, size_t max,
+                      const char **out) {
+    lua_State *L = d->L;
+    int idx = door_field(d, key), n = 0, i;
+    char must[64], name[64];
+    if (door_absent(L, idx)) return 0;
+    snprintf(must, sizeof must, "an array of at most %d strings", max_n);
+    if (lua_type(L, idx) != LUA_TTABLE) return door_raise(d, key, 0, must, idx);
+    /* Counted raw, every key: then any key outside 1..n leaves a gap in
+     * 1..n, which the reading below refuses as a nil. */
+    lua_pushnil(L);
+    while (lua_next(L, idx)) {
+        lua_pop(L, 1);
+        if (++n > max_n) return door_raise(d, key, 0, must, 0);
+    }
+    luaL_checkstack(L, n, "kfsmtp.core: too many fields");
+    for (i = 1; i <= n; i++) {
+        snprintf(name, sizeof name, "%s[%d]", key, i);
+        lua_rawgeti(L, idx, i);
+        out[i - 1] = door_string(d, name, 0, lua_gettop(L), 0, 1, max, NULL);
+    }
+    return n;
+}
+
 int kf_field_choice(const kf_door *d, const char *key, const char *const *names, int n,
                     int required) {
     int idx = door_field(d, key), i;

@@ -37,6 +37,12 @@ KF_HIDDEN const char *kf_field_bytes(const kf_door *d, const char *key, size_t *
 KF_HIDDEN lua_Integer kf_field_int(const kf_door *d, const char *key, lua_Integer min,
                                    lua_Integer max, lua_Integer dflt);
 KF_HIDDEN int kf_field_bool(const kf_door *d, const char *key, int dflt);
+/* An optional array of at most max_n text strings, each as for
+ * kf_field_text: their pointers go to out[0..] and the count is returned
+ * (0 when absent). Each string is pushed and left on the stack. A wrong
+ * entry, or a gap (a key outside 1..n), raises naming 'KEY[i]'. */
+KF_HIDDEN int kf_field_textlist(const kf_door *d, const char *key, int max_n, size_t max,
+                                const char **out);
 /* The index of the field's value in names[0..n-1]; -1 when absent and not
  * required. */
 KF_HIDDEN int kf_field_choice(const kf_door *d, const char *key, const char *const *names,

@@ -30,6 +30,29 @@ static void tok_field(CURL *c, kf_buf *form, const char *name, const char *value
     curl_free(escaped);
 }
 
+/* Accept, then the caller's headers in their order; NULL when out of
+ * memory. */
+static struct curl_slist *tok_headers(const kf_token_req *req) {
+    struct curl_slist *list = curl_slist_append(NULL, "Accept: application/json"), *more;
+    int i;
+    for (i = 0; list && i < req->nheaders; i++) {
+        if (!(more = curl_slist_append(list, req->headers[i]))) {
+            curl_slist_free_all(list);
+            return NULL;
+        }
+        list = more;
+    }
+    return list;
+}
+
+/* A caller's header may carry a key (an API gateway's): wiped like the
+ * form. */
+static void tok_free_headers(struct curl_slist *list) {
+    struct curl_slist *h;
+    for (h = list; h; h = h->next) explicit_bzero(h->data, strlen(h->data));
+    curl_slist_free_all(list);
+}
+
 CURLcode kf_token_fetch(kf_curlopt *o, const kf_token_req *req, kf_buf *body,
                         long *http_status, char errbuf[CURL_ERROR_SIZE]) {
     kf_buf form = {0};
@@ -46,7 +69,7 @@ CURLcode kf_token_fetch(kf_curlopt *o, const kf_token_req *req, kf_buf *body,
     tok_field(o->curl, &form, "scope", req->scope);
     /* Azure AD v1 and some others name the audience "resource". */
     tok_field(o->curl, &form, "resource", req->audience);
-    if (form.oom || !(headers = curl_slist_append(NULL, "Accept: application/json"))) {
+    if (form.oom || !(headers = tok_headers(req))) {
         kf_buf_wipe_free(&form);
         return rc;
     }
@@ -82,7 +105,7 @@ CURLcode kf_token_fetch(kf_curlopt *o, const kf_token_req *req, kf_buf *body,
     /* The callback's data lives on this stack. */
     KF_SETOPT(o, CURLOPT_XFERINFODATA, NULL);
     KF_SETOPT(o, CURLOPT_NOPROGRESS, 1L);
-    curl_slist_free_all(headers);
+    tok_free_headers(headers);
     kf_buf_wipe_free(&form);
     return o->code != CURLE_OK ? o->code : rc;
 }

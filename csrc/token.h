@@ -8,9 +8,16 @@
 #include "curlopt.h"
 
 #define KF_TOKEN_MAX_BODY (64 * 1024)
+/* The caller's extra request headers: how many, and the bytes of each. */
+#define KF_TOKEN_MAX_HEADERS 32
+#define KF_TOKEN_MAX_HEADER 8192
 
 typedef struct kf_token_req {
     const char *endpoint, *client_id, *client_secret, *scope, *audience;
+    /* "Name: Value" lines without CR or LF (the binding checks), sent
+     * after Accept. */
+    const char *const *headers;
+    int nheaders;
     const char *ca_file;
     int tls_verify;
     long connect_timeout_ms, timeout_ms;

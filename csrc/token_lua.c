@@ -8,8 +8,21 @@
 #include "token.h"
 #include "validate.h"
 
-/* fetch_token{endpoint, client_id, client_secret, scope, audience, ca_file,
- * tls_verify, connect_timeout_ms, timeout_ms}
+/* "Name: Value": a token (RFC 9110's tchar) before the colon, and no CR
+ * or LF after it (the door refused NUL), so no entry can end its line and
+ * start another header, or the body. Which names may be sent is Lua's
+ * rule. */
+static int ltok_header_ok(const char *h) {
+    static const char tchar[] = "!#$%&'*+-.^_`|~";
+    const char *p = h;
+    while ((*p >= 'a' && *p <= 'z') || (*p >= 'A' && *p <= 'Z') || (*p >= '0' && *p <= '9') ||
+           (*p && strchr(tchar, *p)))
+        p++;
+    return p > h && *p == ':' && !strpbrk(p, "\r\n");
+}
+
+/* fetch_token{endpoint, client_id, client_secret, scope, audience,
+ * headers, ca_file, tls_verify, connect_timeout_ms, timeout_ms}
  * --> { ok, http_status, body, curl_code, curl_error } */
 static int ltok_fetch_token(lua_State *L) {
     kf_token_req req;
@@ -18,13 +31,22 @@ static int ltok_fetch_token(lua_State *L) {
     kf_buf *body;
     long status = 0;
     CURLcode rc;
-    kf_door in = kf_door_fields(L, "fetch_token", 9);
+    const char *headers[KF_TOKEN_MAX_HEADERS];
+    int i;
+    kf_door in = kf_door_fields(L, "fetch_token", 10);
     memset(&req, 0, sizeof req);
     req.endpoint = kf_field_text(&in, "endpoint", KF_MAX_FIELD);
     req.client_id = kf_field_text(&in, "client_id", KF_MAX_FIELD);
     req.client_secret = kf_field_text(&in, "client_secret", KF_MAX_FIELD);
     req.scope = kf_field_opttext(&in, "scope", KF_MAX_FIELD);
     req.audience = kf_field_opttext(&in, "audience", KF_MAX_FIELD);
+    req.nheaders = kf_field_textlist(&in, "headers", KF_TOKEN_MAX_HEADERS, KF_TOKEN_MAX_HEADER,
+                                     headers);
+    for (i = 0; i < req.nheaders; i++)
+        if (!ltok_header_ok(headers[i]))
+            return luaL_error(L, "kfsmtp.core.fetch_token: field 'headers[%d]' must be "
+                                 "\"Name: Value\" without CR or LF", i + 1);
+    req.headers = headers;
     req.ca_file = kf_field_opttext(&in, "ca_file", KF_MAX_FIELD);
     req.tls_verify = kf_field_bool(&in, "tls_verify", 1);
     kf_session_timeouts(&in, &req.connect_timeout_ms, &req.timeout_ms);

@@ -134,3 +134,114 @@ describe("OAuth 2.0 client credentials", function()
     assert.are.equal("ClientSecret", err.field)
   end)
 end)
+
+describe("the token request's extra headers (core.fetch_token's headers)", function()
+  local core = require "kfsmtp.core"
+  local certs, tokens
+  setup(function()
+    certs = H.certs()
+    tokens = H.start_token_server(CLIENT, SECRET)
+  end)
+  teardown(function() tokens:stop() end)
+
+  local function request(headers)
+    return { endpoint = tokens.url, client_id = CLIENT, client_secret = SECRET, scope = "smtp",
+      ca_file = certs.ca, headers = headers }
+  end
+  local function fetch(headers) return core.fetch_token(request(headers)) end
+  -- The error raised, called straight from pcall so that Lua puts no
+  -- caller's line in front of it.
+  local function raised(headers)
+    local ok, err = pcall(core.fetch_token, request(headers))
+    assert.is_false(ok)
+    return err
+  end
+  -- The last request's headers as the endpoint received them: names in
+  -- order, and values by lowercased name.
+  local function received()
+    local last = H.decode_json(H.read(tokens.dir .. "/last_request.json"))
+    local names, values = {}, {}
+    for _, h in ipairs(last.headers) do
+      names[#names + 1] = h[1]
+      values[h[1]:lower()] = h[2]
+    end
+    return names, values, last
+  end
+  local function position(list, name)
+    for i, v in ipairs(list) do
+      if v == name then return i end
+    end
+  end
+
+  it("sends each one, in order, after Accept", function()
+    local r = fetch { "X-Api-Key: gw-key-7f3c", "Ocp-Apim-Trace: true", "X-Colons: a: b:c" }
+    assert.is_true(r.ok, r.curl_error)
+    assert.are.equal(200, r.http_status)
+    local names, values, last = received()
+    assert.are.equal("client_credentials", last.grant_type)
+    assert.are.equal("gw-key-7f3c", values["x-api-key"])
+    assert.are.equal("true", values["ocp-apim-trace"])
+    assert.are.equal("a: b:c", values["x-colons"])
+    assert.are.equal("application/json", values.accept)
+    local accept, key, trace = position(names, "Accept"), position(names, "X-Api-Key"), position(names, "Ocp-Apim-Trace")
+    assert.is_true(accept < key and key < trace, table.concat(names, ", "))
+  end)
+
+  it("sends none when headers is absent or empty", function()
+    for _, headers in ipairs { false, {} } do
+      assert.is_true(fetch(headers or nil).ok)
+      local names = received()
+      assert.is_nil(position(names, "X-Api-Key"), table.concat(names, ", "))
+    end
+  end)
+
+  it("sends 32 of 8192 bytes each; one more, or a longer one, raises", function()
+    local list = {}
+    for i = 1, 32 do
+      local name = ("X-Many-%02d: "):format(i)
+      list[i] = name .. ("v"):rep(8192 - #name)
+    end
+    assert.is_true(fetch(list).ok)
+    local _, values = received()
+    for i = 1, 32 do
+      assert.are.equal(8192 - #"X-Many-00: ", #values[("x-many-%02d"):format(i)])
+    end
+    list[33] = "X-One-More: x"
+    local fetched = tokens:requests()
+    assert.are.equal("kfsmtp.core.fetch_token: field 'headers' must be an array of at most 32 strings", raised(list))
+    list[33] = nil
+    list[7] = list[7] .. "v"
+    assert.are.equal("kfsmtp.core.fetch_token: field 'headers[7]' must be a string of at most 8192 bytes", raised(list))
+    assert.are.equal(fetched, tokens:requests(), "nothing was sent")
+  end)
+
+  it("raises, sending nothing, for an entry that could start another line or is not Name: Value", function()
+    local fetched = tokens:requests()
+    local bad = {
+      { { "X-A: 1", "X-B: 2\r\nX-Injected: 3" }, "headers[2]" },
+      { { "X-A: 1\nX-Injected: 3" }, "headers[1]" },
+      { { "X-A: 1\r" }, "headers[1]" },
+      { { "X-A: 1\0X-Injected: 3" }, "headers[1]" },
+      { { "\r\nX-Injected: 3" }, "headers[1]" },
+      { { "no colon" }, "headers[1]" },
+      { { ": no name" }, "headers[1]" },
+      { { "Bad Name: x" }, "headers[1]" },
+      { { "X-Semi;" }, "headers[1]" },
+      { { "X-A: 1", 42 }, "headers[2]" },
+      { { "X-A: 1", nil, "X-C: 3" }, "headers[2]" },
+      { { x = "X-A: 1" }, "headers[1]" },
+      { { "X-A: 1", { "X-B: 2" } }, "headers[2]" },
+      { "X-A: 1", "headers" },
+      { true, "headers" },
+    }
+    for _, case in ipairs(bad) do
+      local err, prefix = raised(case[1]), "kfsmtp.core.fetch_token: field '" .. case[2] .. "' must be "
+      assert.are.equal(prefix, err:sub(1, #prefix))
+    end
+    assert.are.equal([[kfsmtp.core.fetch_token: field 'headers[2]' must be "Name: Value" without CR or LF]],
+      raised { "X-A: 1", "X-B: 2\r\nX-Injected: 3" })
+    assert.are.equal("kfsmtp.core.fetch_token: field 'headers[2]' must be a string, not nil", raised { "X-A: 1", nil, "X-C: 3" })
+    assert.are.equal("kfsmtp.core.fetch_token: field 'headers' must be an array of at most 32 strings, not a string", raised "X-A: 1")
+    assert.are.equal(fetched, tokens:requests(), "nothing was sent")
+  end)
+end)

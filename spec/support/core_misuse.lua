@@ -39,6 +39,23 @@ end
 local function absolute(max)
   return function(v) return text(max)(v) and v:sub(1, 1) == "/" end
 end
+-- An array of at most 32 "Name: Value" strings of at most 8192 bytes,
+-- no CR, LF or NUL (fetch_token's headers).
+local function header_list(v)
+  if v == nil then return true end
+  if type(v) ~= "table" then return false end
+  local n = 0
+  for _ in pairs(v) do n = n + 1 end
+  if n > 32 then return false end
+  for i = 1, n do
+    local h = v[i]
+    if type(h) ~= "string" or #h > 8192 or h:find("\0", 1, true) or h:find("[\r\n]")
+      or not h:find("^[%w!#$%%&'*+%-.^_`|~]+:") then
+      return false
+    end
+  end
+  return true
+end
 local function bool(v) return v == nil or type(v) == "boolean" end
 local function choice(names, optional)
   return function(v)
@@ -54,6 +71,19 @@ local function never() return false end
 local ANY = math.huge
 local FIELD, MAILBOX, TOKEN, PATH = 4096, 254, 64 * 1024, 4096
 local TIMEOUT = int(1, 86400000)
+
+-- Lists tried in fetch_token's headers besides M.VALUES.
+local MANY, BIG = {}, "X-Big: " .. ("b"):rep(8192 - 7)
+for i = 1, 33 do MANY[i] = "X-N: " .. i end
+local HEADER_LISTS = {
+  { "an empty list", {} }, { "two headers", { "X-Api-Key: k", "X-Trace: 1" } },
+  { "32 headers", { unpack(MANY, 1, 32) } }, { "33 headers", MANY },
+  { "a header of 8192 bytes", { BIG } }, { "a header of 8193 bytes", { BIG .. "b" } },
+  { "a header with CR LF", { "X-A: 1\r\nX-B: 2" } }, { "a header with LF", { "X-A: 1\nX-B: 2" } },
+  { "a header with NUL", { "X-A: 1\0" } }, { "a header without a name", { ": x" } },
+  { "a header without a colon", { "X-A" } }, { "a number in the list", { "X-A: 1", 42 } },
+  { "a gap in the list", { "X-A: 1", nil, "X-C: 3" } }, { "a list with a named key", { x = "X-A: 1" } },
+}
 
 -- The calls, each a function, its valid arguments (base) and, per field or
 -- argument, what it takes and what is put in front of every string tried:
@@ -99,11 +129,12 @@ function M.calls(core, ctx)
       } },
     { fn = "fetch_token",
       base = { endpoint = endpoint .. "token", client_id = "id",
-        client_secret = "secret", scope = "smtp", audience = "aud", ca_file = dir .. "/ca.pem",
-        tls_verify = true, connect_timeout_ms = 300, timeout_ms = 1000 },
+        client_secret = "secret", scope = "smtp", audience = "aud", headers = { "X-Api-Key: k" },
+        ca_file = dir .. "/ca.pem", tls_verify = true, connect_timeout_ms = 300, timeout_ms = 1000 },
       fields = {
         { "endpoint", text(FIELD), endpoint }, { "client_id", text(FIELD) }, { "client_secret", text(FIELD) },
         { "scope", text(FIELD, true) }, { "audience", text(FIELD, true) },
+        { "headers", header_list, extra = HEADER_LISTS },
         { "ca_file", text(FIELD, true) }, { "tls_verify", bool },
         { "connect_timeout_ms", TIMEOUT }, { "timeout_ms", TIMEOUT },
       } },
@@ -164,7 +195,9 @@ function M.each(core, ctx, visit)
     end
     for i, place in ipairs(c.fields or c.args) do
       local key, takes, under = place[1], place[2], place[3]
-      for _, v in ipairs(M.VALUES) do
+      local values = { unpack(M.VALUES, 1, #M.VALUES) }
+      for _, v in ipairs(place.extra or {}) do values[#values + 1] = v end
+      for _, v in ipairs(values) do
         local value = v[2]
         if under and type(value) == "string" then value = under .. value end
         if c.fields then
@@ -215,7 +248,9 @@ function M.verdict(case, ok, err)
   if type(err) ~= "string" then return where .. ": raised a " .. type(err) end
   local prefix = "kfsmtp.core." .. case.fn .. ": "
   local named = case.key == "#1" and "argument #1 " or ("'" .. case.key .. "'")
-  if err:sub(1, #prefix) ~= prefix or not err:find(named, 1, true) or err:find("#-1", 1, true) then
+  -- An entry of a list is named as 'key[i]'.
+  local entry = case.key ~= "#1" and err:find("'" .. case.key .. "[", 1, true)
+  if err:sub(1, #prefix) ~= prefix or not (err:find(named, 1, true) or entry) or err:find("#-1", 1, true) then
     return where .. ": the error does not name the function and " .. named .. ": " .. err
   end
   return nil

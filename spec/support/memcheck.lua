@@ -1,7 +1,8 @@
 -- Exercised under valgrind by spec/memcheck_spec.lua: every C path of the
 -- core (validation, composition, store, successful and failed deliveries,
--- STARTTLS, OAuth token fetches good and refused, secret files read and
--- refused) a few times, so a leak per call would show as definitely lost.
+-- STARTTLS, OAuth token fetches good, refused and with extra headers,
+-- secret files read and refused) a few times, so a leak per call would
+-- show as definitely lost.
 -- usage: lua5.4 memcheck.lua STORE_PATH PORT CLOSED_PORT OAUTH_PORT TOKEN_URL CA_FILE
 package.path = "lua/?.lua;" .. package.path
 package.cpath = "build/lua5.4/?.so;" .. package.cpath
@@ -40,5 +41,9 @@ for i = 1, 3 do
     assert(select(3, core.read_secret_file(t)) == want, want)
   end
 end
+-- After the tests: a token fetched here replaces the one the relay takes.
+local r = core.fetch_token { endpoint = token_url, client_id = "memcheck-app", client_secret = "memcheck-secret",
+  ca_file = ca_file, headers = { "X-Api-Key: memcheck-key", "X-Trace: 1" } }
+assert(r.ok and r.http_status == 200, r.curl_error)
 collectgarbage()
 print("memcheck script done")

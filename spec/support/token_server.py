@@ -35,7 +35,9 @@ Files in DIR:
   token              the current valid token (the latest issued), atomically
   issued             every issued token, one per line, oldest first
   last_request.json  the last POST: {"path", "grant_type", "client_id",
-                     "scope", "resource"?, "audience"?, "status"}; never the
+                     "scope", "resource"?, "audience"?, "status", "headers"};
+                     headers is every request header as [name, value] in
+                     the order received, but Authorization; never the
                      secret; written atomically
 
 Quiet: no request log, no tracebacks. SIGTERM or SIGINT stops it (exit 0).
@@ -181,6 +183,9 @@ class TokenHandler(BaseHTTPRequestHandler):
             return values[0] if values else None
 
         info = {"path": self.path}
+        # Authorization may carry the client secret (client_secret_basic).
+        info["headers"] = [[name, value] for name, value in self.headers.items()
+                           if name.lower() != "authorization"]
         for name in ("grant_type", "client_id", "scope", "resource", "audience"):
             value = field(name)
             if value is not None or name in ("grant_type", "client_id", "scope"):
