@@ -229,4 +229,47 @@ describe("version 2's models in Lua", function()
     assert.are.equal("ops@example.com", res.TestRecipient)
     assert.are.equal(1, #smtp:messages())
   end)
+
+  it("sends RequestHeaders with the token request only, and keys the token cache on them", function()
+    local tokens = H.start_token_server("app-hdr", "Hdr-Client-Secret-3")
+    local relay = H.start_smtp { mode = "starttls", oauth_token_file = tokens.token_file, oauth_only = true }
+    finally(function() relay:stop() tokens:stop() end)
+    local opts = { api_version = 2, ca_file = H.certs().ca }
+    local body = { Host = "localhost", Port = relay.port, UseSSL = true, RelayAuthenticationType = 3,
+      RelayUsername = { SecretValue = "pki@example.com" }, ClientId = { SecretValue = "app-hdr" },
+      ClientSecret = { SecretValue = "Hdr-Client-Secret-3" }, TokenEndpoint = tokens.url, Scope = "hdr-scope",
+      SenderAccount = "pki@example.com", SenderName = "", RequestHeaders = { { Name = "X-Tenant", Value = "contoso" } } }
+    assert(store:update(body, opts))
+    local function sent_headers()
+      local seen = {}
+      for _, pair in ipairs(H.decode_json(H.read(tokens.dir .. "/last_request.json")).headers) do
+        seen[pair[1]:lower()] = pair[2]
+      end
+      return seen
+    end
+    -- What a form that loaded the profile sends: no secret, no headers.
+    local test = H.with(body, { ClientSecret = H.NONE, RequestHeaders = H.NONE, TestRecipient = "ops@example.com" })
+    local _, info = store:test(test, opts)
+    assert.is_nil(info.Message, info.Message)
+    assert.are.equal("contoso", sent_headers()["x-tenant"])
+    assert.are.equal(1, tokens:requests())
+    assert.falsy(relay:commands():find("contoso", 1, true), "the relay never sees them")
+    -- The same headers: the cached token. Others: a token of their own.
+    assert.is_nil(select(2, store:test(test, opts)).Message)
+    assert.are.equal(1, tokens:requests())
+    local _, info3 = store:test(H.with(test, { RequestHeaders = { { Name = "X-Tenant", Value = "fabrikam" } } }), opts)
+    assert.is_nil(info3.Message, info3.Message)
+    assert.are.equal(2, tokens:requests())
+    assert.are.equal("fabrikam", sent_headers()["x-tenant"])
+    -- Stored headers go with the stored endpoint only.
+    local other = H.start_token_server("app-hdr", "Hdr-Client-Secret-3")
+    finally(function() other:stop() end)
+    -- (The relay takes only the first endpoint's tokens: the test itself
+    -- fails at auth, after the token request this is about.)
+    store:test(H.with(test, { TokenEndpoint = other.url, ClientSecret = { SecretValue = "Hdr-Client-Secret-3" } }), opts)
+    assert.are.equal(1, other:requests())
+    local seen = {}
+    for _, pair in ipairs(H.decode_json(H.read(other.dir .. "/last_request.json")).headers) do seen[pair[1]:lower()] = pair[2] end
+    assert.is_nil(seen["x-tenant"])
+  end)
 end)
