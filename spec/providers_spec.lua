@@ -180,6 +180,7 @@ describe("secret providers", function()
       assert.truthy(err.Message:find("provider 1, file, Path", 1, true), err.Message)
       assert.truthy(err.Message:find(needle, 1, true), err.Message)
       assert.truthy(err.Message:find("Nothing was sent to the SMTP server", 1, true), err.Message)
+      assert.falsy(err.Message:find(dir, 1, true), "the provider's folder is the operator's business")
       assert.are.equal(before, relay_file:commands(), "nothing reached the relay")
       return err
     end

@@ -6,25 +6,33 @@ local cjson = require "cjson"
 
 local PASSWORD = "Serve-Admin-Passw0rd-4711"
 
+-- Starts scripts/serve.sh in dir (PATH_PREFIX first on PATH, if given)
+-- and waits until it is ready --> run folder, port, serve.sh's pid.
+local function start_serve(dir, path_prefix)
+  local run, port = dir .. "/run", H.closed_port()
+  H.exec(("%s%sKFSMTP_ADMIN_PASSWORD=%s KFSMTP_SERVE_DIR=%s KFSMTP_STORE=%s PORT=%d sh scripts/serve.sh > %s 2>&1 & echo $! > %s"):format(
+    H.plain, path_prefix and ("PATH=%s:\"$PATH\" "):format(H.q(path_prefix)) or "", H.q(PASSWORD), H.q(run),
+    H.q(dir .. "/store.json"), port, H.q(dir .. "/out"), H.q(dir .. "/pid")))
+  local serve_pid = tonumber(H.read(dir .. "/pid"))
+  finally(function() H.exec("kill " .. serve_pid .. " 2>/dev/null") end)
+  local deadline = H.now_ms() + 15000
+  while not (H.read(dir .. "/out") or ""):find("Press Ctrl-C", 1, true) do
+    assert(H.now_ms() < deadline, "serve.sh did not start: " .. (H.read(dir .. "/out") or ""))
+    H.sleep(0.05)
+  end
+  return run, port, serve_pid
+end
+
 describe("make serve", function()
   it("keeps KFSMTP_ADMIN_PASSWORD out of nginx's and the capture server's environment", function()
     local dir = H.tmpdir()
-    local run, port = dir .. "/run", H.closed_port()
     -- nginx writes its process title over the environment that /proc
     -- shows, so an nginx found first on PATH records what it was given.
     local real = (H.sh("command -v nginx"):gsub("%s+$", ""))
     H.exec("mkdir " .. H.q(dir .. "/bin"))
     H.write(dir .. "/bin/nginx", ("#!/bin/sh\nenv > %s/nginx-env.$$\nexec %s \"$@\"\n"):format(H.q(dir), H.q(real)))
     H.exec("chmod +x " .. H.q(dir .. "/bin/nginx"))
-    H.exec(("%sPATH=%s:\"$PATH\" KFSMTP_ADMIN_PASSWORD=%s KFSMTP_SERVE_DIR=%s KFSMTP_STORE=%s PORT=%d sh scripts/serve.sh > %s 2>&1 & echo $! > %s"):format(
-      H.plain, H.q(dir .. "/bin"), H.q(PASSWORD), H.q(run), H.q(dir .. "/store.json"), port, H.q(dir .. "/out"), H.q(dir .. "/pid")))
-    local serve_pid = tonumber(H.read(dir .. "/pid"))
-    finally(function() H.exec("kill " .. serve_pid .. " 2>/dev/null") end)
-    local deadline = H.now_ms() + 15000
-    while not (H.read(dir .. "/out") or ""):find("Press Ctrl-C", 1, true) do
-      assert(H.now_ms() < deadline, "serve.sh did not start: " .. (H.read(dir .. "/out") or ""))
-      H.sleep(0.05)
-    end
+    local run, port, serve_pid = start_serve(dir, dir .. "/bin")
     local master, smtpd = tonumber(H.read(run .. "/logs/nginx.pid")), tonumber(H.read(run .. "/smtp/pid"))
     local envs = { ["the capture server"] = H.read(("/proc/%d/environ"):format(smtpd)) }
     for name in H.sh("ls " .. H.q(dir)):gmatch("nginx%-env%.%d+") do envs[name] = H.read(dir .. "/" .. name) end
@@ -41,7 +49,7 @@ describe("make serve", function()
     assert.are.equal("200", status)
     -- Ctrl-C (TERM here) stops nginx and the capture server too.
     H.exec("kill " .. serve_pid)
-    deadline = H.now_ms() + 5000
+    local deadline = H.now_ms() + 5000
     while H.exists(("/proc/%d/stat"):format(master)) or H.exists(("/proc/%d/stat"):format(smtpd)) do
       assert(H.now_ms() < deadline, "serve.sh left its servers running")
       H.sleep(0.05)
@@ -49,17 +57,7 @@ describe("make serve", function()
   end)
 
   it("serves a version 2 client unchanged: GET, PUT and Test, with a stored secret and with a reference", function()
-    local dir = H.tmpdir()
-    local run, port = dir .. "/run", H.closed_port()
-    H.exec(("%sKFSMTP_ADMIN_PASSWORD=%s KFSMTP_SERVE_DIR=%s KFSMTP_STORE=%s PORT=%d sh scripts/serve.sh > %s 2>&1 & echo $! > %s"):format(
-      H.plain, H.q(PASSWORD), H.q(run), H.q(dir .. "/store.json"), port, H.q(dir .. "/out"), H.q(dir .. "/pid")))
-    local serve_pid = tonumber(H.read(dir .. "/pid"))
-    finally(function() H.exec("kill " .. serve_pid .. " 2>/dev/null") end)
-    local deadline = H.now_ms() + 15000
-    while not (H.read(dir .. "/out") or ""):find("Press Ctrl-C", 1, true) do
-      assert(H.now_ms() < deadline, "serve.sh did not start: " .. (H.read(dir .. "/out") or ""))
-      H.sleep(0.05)
-    end
+    local run, port = start_serve(H.tmpdir())
     local smtp_port = tonumber(H.read(run .. "/smtp/port"))
     local relay_password = (H.read(run .. "/secrets/relay"):gsub("\n$", ""))
     -- As Keyfactor's Go client sends them (x-keyfactor-api-version: 2,

@@ -250,14 +250,18 @@ local function unavailable(name, ref, p, why, fix)
     Message = ("%s could not be read: %s. %s Nothing was sent to the SMTP server."):format(where(name, ref, p), why, fix) })
 end
 
-local FILE_FIX = {
-  missing = "Put the secret in that file, or point the reference at the right one.",
-  outside = "The file must lie inside the provider's folder, also after symbolic links.",
-  not_regular = "It must be a regular file.",
-  owner = "Give the file to the user the server runs as (chown).",
-  permissions = "Take away the permissions of others (chmod o-rwx).",
-  too_large = ("A secret file holds at most %d bytes."):format(MAX_SECRET_BYTES),
-  unreadable = "Let the server's user read it.",
+-- What went wrong with a file, by core.read_secret_file's kind, and the
+-- fix. The core's own message names the provider's folder, which is the
+-- operator's business, not a caller's: it is not passed on.
+local FILE_PROBLEMS = {
+  missing = { "the file does not exist", "Put the secret in that file, or point the reference at the right one." },
+  outside = { "the file lies outside the provider's folder (through .. or a symbolic link)",
+    "Keep the file, and every link it follows, inside the folder." },
+  not_regular = { "it is not a regular file", "Put the secret in a regular file." },
+  owner = { "the file belongs to another user", "Give it to the user the server runs as, or to root (chown)." },
+  permissions = { "the file is open to other users", "Take their permissions away (chmod o-rwx)." },
+  too_large = { ("the file is longer than %d bytes"):format(MAX_SECRET_BYTES), "Keep only the secret in it." },
+  unreadable = { "the file cannot be opened", "Let the user the server runs as read it." },
 }
 
 -- resolve(name, v, providers) --> the secret's value | nil, err (stage
@@ -271,16 +275,18 @@ function _M.resolve(name, v, providers)
     return nil, unavailable(name, v, p, "no such provider is configured now",
       "Configure it again, or enter the secret anew.")
   end
-  local value, why, kind
+  local value, kind, _
   if p.type == "file" then
-    local rel
-    rel, why = inside(p.dir, key)
+    local rel = inside(p.dir, key)
     if rel then
-      value, why, kind = core.read_secret_file { dir = p.dir, path = rel, max = MAX_SECRET_BYTES }
+      value, _, kind = core.read_secret_file { dir = p.dir, path = rel, max = MAX_SECRET_BYTES }
     else
       kind = "outside"
     end
-    if not value then return nil, unavailable(name, v, p, why, FILE_FIX[kind] or "") end
+    if not value then
+      local problem = FILE_PROBLEMS[kind] or FILE_PROBLEMS.unreadable
+      return nil, unavailable(name, v, p, problem[1], problem[2])
+    end
   else
     value = names_set(p)[key] and os_getenv(key) or nil
     if not value or value == "" then
@@ -288,7 +294,7 @@ function _M.resolve(name, v, providers)
         "Set it for the server (under nginx, name it in an env directive too).")
     end
   end
-  why = core.check_text(value)
+  local why = core.check_text(value)
   if why then
     return nil, unavailable(name, v, p, "the value " .. why, "Store the secret alone, on one line.")
   end
