@@ -240,6 +240,30 @@ describe("secret providers", function()
     end)
   end)
 
+  describe("with hosts", function()
+    it("gives its secrets to the listed SMTP hosts only, at entry and at test time", function()
+      local with_hosts = { [1] = providers[1], [3] = { type = "file", dir = dir .. "/secrets", hosts = { "LOCALHOST." } } }
+      local opts = provider_opts { secret_providers = with_hosts }
+      assert(store:update(profile(relay_file, ref(3, { Path = "smtp/password" })), opts))
+      local _, info = store:test(test_of(profile(relay_file, nil)), opts)
+      assert.is_nil(info.Message, info.Message)
+      -- Entered for another host: refused before anything is stored or sent.
+      for _, call in ipairs { store.update, store.test } do
+        local p, err = call(store, test_of(profile(attacker, ref(3, { Path = "smtp/password" }),
+          { Host = "127.0.0.1", UseSSL = false })), opts)
+        assert.is_nil(p)
+        assert.are.same({ 400, "RelayPassword" }, { err.status, err.field })
+        assert.truthy(err.Message:find('Host "127.0.0.1" is not one', 1, true), err.Message)
+      end
+      assert.are.equal("", attacker:commands(), "the attacker's server saw a connection")
+      -- The operator narrows the list later: the stored reference is refused when read.
+      with_hosts[3] = { type = "file", dir = dir .. "/secrets", hosts = { "mail.example.com" } }
+      local _, err = store:test(test_of(profile(relay_file, nil)), provider_opts { secret_providers = with_hosts })
+      assert.are.same({ "secret", "RelayPassword" }, { err.stage, err.field })
+      assert.has_error(function() kfsmtp.configure { secret_providers = { [1] = { type = "env", names = { "A" }, hosts = {} } } } end)
+    end)
+  end)
+
   describe("on the command line", function()
     -- run(args, env) --> stdout, stderr, exit status
     local function run(args, env)

@@ -234,7 +234,7 @@ end
 local function check_references(t, providers)
   for _, name in ipairs(CREDENTIAL_FIELDS) do
     if secrets.is_reference(t[name]) then
-      local ref, err = secrets.check_reference(name, t[name], providers)
+      local ref, err = secrets.check_reference(name, t[name], providers, t.Host)
       if not ref then return err end
       t[name] = ref
     end

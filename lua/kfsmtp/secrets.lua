@@ -38,8 +38,18 @@ local function provider_problem(id, p)
   end
   if type(p) ~= "table" then return ("provider %s must be a table"):format(tostring(id)) end
   for k in pairs(p) do
-    if k ~= "type" and k ~= "dir" and k ~= "names" then
-      return ("provider %s: unknown key %s (a provider has type, and dir or names)"):format(tostring(id), tostring(k))
+    if k ~= "type" and k ~= "dir" and k ~= "names" and k ~= "hosts" then
+      return ("provider %s: unknown key %s (a provider has type, dir or names, and hosts)"):format(tostring(id), tostring(k))
+    end
+  end
+  if p.hosts ~= nil then
+    if type(p.hosts) ~= "table" or #p.hosts == 0 then
+      return ("provider %s: hosts must list the SMTP hosts its secrets may go to"):format(tostring(id))
+    end
+    for _, h in ipairs(p.hosts) do
+      if type(h) ~= "string" or core.check_host(h) then
+        return ("provider %s: %s is not a host name"):format(tostring(id), tostring(h))
+      end
     end
   end
   if p.type == "file" then
@@ -198,15 +208,31 @@ local function names_set(p)
   return set
 end
 
--- check_reference(name, ref, providers) --> the reference with its one
--- parameter under its canonical name | nil, err naming the field. The
+-- A provider with hosts gives its secrets to those SMTP hosts only: a
+-- caller who may change the profile can name any secret a provider holds,
+-- so this is what keeps them from testing it against a server of their
+-- own. nil | why.
+local function host_refused(p, id, host)
+  if not p.hosts then return nil end
+  host = (host or ""):lower():gsub("%.$", "")
+  for _, h in ipairs(p.hosts) do
+    if h:lower():gsub("%.$", "") == host then return nil end
+  end
+  return ("provider %d gives its secrets only to the hosts the operator listed for it, and Host %q is not one"):format(
+    id, host)
+end
+
+-- check_reference(name, ref, providers, host) --> the reference with its
+-- one parameter under its canonical name | nil, err naming the field. The
 -- file is not read here: it may appear later (test time tells).
-function _M.check_reference(name, ref, providers)
+function _M.check_reference(name, ref, providers, host)
   local p = providers and providers[ref.Provider]
   if not p then
     return nil, errors.field(name, ("%s.Provider %d is not a secret provider of this server (%s): use one of those, or SecretValue."):format(
       name, ref.Provider, provider_list(providers)))
   end
+  local refused = host_refused(p, ref.Provider, host)
+  if refused then return nil, errors.field(name, ("%s cannot come from there: %s."):format(name, refused)) end
   local want = PARAMETER[p.type]
   local value
   for k, x in pairs(ref.Parameters) do
@@ -264,9 +290,10 @@ local FILE_PROBLEMS = {
   unreadable = { "the file cannot be opened", "Let the user the server runs as read it." },
 }
 
--- resolve(name, v, providers) --> the secret's value | nil, err (stage
--- "secret"). A value is itself; a reference is read from its provider.
-function _M.resolve(name, v, providers)
+-- resolve(name, v, providers, host) --> the secret's value | nil, err
+-- (stage "secret"). A value is itself; a reference is read from its
+-- provider, for an SMTP host the provider allows.
+function _M.resolve(name, v, providers, host)
   if type(v) ~= "table" then return v end
   local p = providers and providers[v.Provider]
   local param = p and PARAMETER[p.type]
@@ -275,6 +302,8 @@ function _M.resolve(name, v, providers)
     return nil, unavailable(name, v, p, "no such provider is configured now",
       "Configure it again, or enter the secret anew.")
   end
+  local refused = host_refused(p, v.Provider, host)
+  if refused then return nil, unavailable(name, v, p, refused, "Use a provider meant for this host.") end
   local value, kind, _
   if p.type == "file" then
     local rel = inside(p.dir, key)
