@@ -253,7 +253,7 @@ describe("secret providers", function()
           { Host = "127.0.0.1", UseSSL = false })), opts)
         assert.is_nil(p)
         assert.are.same({ 400, "RelayPassword" }, { err.status, err.field })
-        assert.truthy(err.Message:find('Host "127.0.0.1" is not one', 1, true), err.Message)
+        assert.truthy(err.Message:find('"127.0.0.1" is not one', 1, true), err.Message)
       end
       assert.are.equal("", attacker:commands(), "the attacker's server saw a connection")
       -- The operator narrows the list later: the stored reference is refused when read.
@@ -261,6 +261,16 @@ describe("secret providers", function()
       local _, err = store:test(test_of(profile(relay_file, nil)), provider_opts { secret_providers = with_hosts })
       assert.are.same({ "secret", "RelayPassword" }, { err.stage, err.field })
       assert.has_error(function() kfsmtp.configure { secret_providers = { [1] = { type = "env", names = { "A" }, hosts = {} } } } end)
+      -- A client secret goes to the token endpoint: its host is the one checked.
+      local oauth = { Host = "localhost", Port = relay_file.port, UseSSL = true, RelayAuthenticationType = 3,
+        SenderAccount = "kf@example.com", ClientId = "app", Scope = "s", ClientSecret = ref(3, { Path = "smtp/password" }) }
+      with_hosts[3] = { type = "file", dir = dir .. "/secrets", hosts = { "localhost" } }
+      assert(store:update(H.with(oauth, { TokenEndpoint = "https://localhost:1/token" }), opts))
+      local p
+      p, err = store:update(H.with(oauth, { TokenEndpoint = "https://127.0.0.1:1/token" }), opts)
+      assert.is_nil(p)
+      assert.are.same({ 400, "ClientSecret" }, { err.status, err.field })
+      assert.truthy(err.Message:find('"127.0.0.1" is not one', 1, true), err.Message)
     end)
   end)
 

@@ -229,12 +229,29 @@ function _M.check(t, for_test)
   if for_test then return require_mailbox(t, "TestRecipient", "one recipient address") end
 end
 
+-- A URL's scheme (lower case), authority and host | nil.
+local function url_parts(url)
+  local scheme, rest = url:match("^(%a[%w+.-]*)://(.*)$")
+  if not scheme then return nil end
+  local authority = rest:match("^([^/?#]*)")
+  return scheme:lower(), authority, authority:match("^%[([^%]]+)%]") or authority:match("^([^:]+)")
+end
+
+-- Where a credential goes: the OAuth client's to the token endpoint, the
+-- others to the SMTP Host. A host name | false (not known yet).
+function _M.destination(t, name)
+  if name == "ClientId" or name == "ClientSecret" then
+    return t.TokenEndpoint and select(3, url_parts(t.TokenEndpoint)) or false
+  end
+  return t.Host or false
+end
+
 -- Version 2's references: each must name a provider the operator
 -- configured, with a parameter it allows (kfsmtp.secrets). err | nil.
 local function check_references(t, providers)
   for _, name in ipairs(CREDENTIAL_FIELDS) do
     if secrets.is_reference(t[name]) then
-      local ref, err = secrets.check_reference(name, t[name], providers, t.Host)
+      local ref, err = secrets.check_reference(name, t[name], providers, _M.destination(t, name))
       if not ref then return err end
       t[name] = ref
     end
@@ -269,12 +286,9 @@ end
 
 -- TokenEndpoint: https, or http to a loopback host (a local test server).
 local function endpoint_problem(url)
-  local scheme, rest = url:match("^(%a[%w+.-]*)://(.*)$")
+  local scheme, authority, host = url_parts(url)
   if not scheme then return "must be the token endpoint's https:// URL" end
-  scheme = scheme:lower()
-  local authority = rest:match("^([^/?#]*)")
   if authority:find("@", 1, true) then return "must not carry a user or password" end
-  local host = authority:match("^%[([^%]]+)%]") or authority:match("^([^:]+)")
   if not host or host == "" then return "has no host" end
   if url:find("%s") then return "contains whitespace" end
   if scheme == "https" then return nil end

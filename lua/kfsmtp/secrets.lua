@@ -208,17 +208,18 @@ local function names_set(p)
   return set
 end
 
--- A provider with hosts gives its secrets to those SMTP hosts only: a
--- caller who may change the profile can name any secret a provider holds,
--- so this is what keeps them from testing it against a server of their
--- own. nil | why.
+-- A provider with hosts gives its secrets to those hosts only (the SMTP
+-- Host, or the token endpoint's for an OAuth client): a caller who may
+-- change the profile can name any secret a provider holds, so this is
+-- what keeps them from testing it against a server of their own. host
+-- false: not known yet (checked again when the secret is read). nil | why.
 local function host_refused(p, id, host)
-  if not p.hosts then return nil end
+  if not p.hosts or host == false then return nil end
   host = (host or ""):lower():gsub("%.$", "")
   for _, h in ipairs(p.hosts) do
     if h:lower():gsub("%.$", "") == host then return nil end
   end
-  return ("provider %d gives its secrets only to the hosts the operator listed for it, and Host %q is not one"):format(
+  return ("provider %d gives its secrets only to the hosts the operator listed for it, and %q is not one"):format(
     id, host)
 end
 

@@ -32,7 +32,7 @@ local function credentials(store, t, opts)
   end
   local values = {}
   local function resolve(name, v)
-    values[name], err = secrets.resolve(name, v, providers, t.Host)
+    values[name], err = secrets.resolve(name, v, providers, profile.destination(t, name))
     return err
   end
   if auth == profile.AUTH_PASSWORD then
