@@ -1,8 +1,9 @@
 // The SMTP configuration page. It is a client of the HTTP API like any
 // other: Basic credentials of an API user, X-Keyfactor-Requested-With,
-// version 2 of the API (so the OAuth fields show), and X-Kfsmtp-Details
-// for the stage, the server's reply, TLS facts and the transcript. The
-// credentials live in this page's memory only: a reload asks again.
+// version 2 of the API (so the OAuth fields show; its credentials are
+// Keyfactor's secret objects), and X-Kfsmtp-Details for the stage, the
+// server's reply, TLS facts and the transcript. The credentials live in
+// this page's memory only: a reload asks again.
 "use strict";
 
 (function () {
@@ -11,8 +12,10 @@
   const MODIFY = "/system_settings/modify/";
   // Each secret belongs to one RelayAuthenticationType.
   const SECRET_OF_TYPE = { 2: "RelayPassword", 3: "ClientSecret" };
-  const TEXT_FIELDS = ["Host", "SenderName", "SenderAccount", "RelayUsername",
-    "ClientId", "TokenEndpoint", "Scope", "Audience"];
+  const TEXT_FIELDS = ["Host", "SenderName", "SenderAccount", "TokenEndpoint", "Scope", "Audience"];
+  // Version 2 gives these as secret objects that show their value
+  // (SecretValue), or where it lives when it is a provider reference.
+  const SHOWN_SECRETS = ["RelayUsername", "ClientId"];
   const STAGES = {
     validate: "checking the settings",
     resolve: "looking up the host name",
@@ -30,6 +33,9 @@
   const $ = (id) => document.getElementById(id);
   let authorization = null;
   let canModify = false;
+  // A RelayUsername or ClientId that is a provider reference, as loaded:
+  // sent back unchanged until someone chooses to type a value instead.
+  let shownReferences = {};
 
   function basicAuthorization(user, password) {
     // UTF-8, as the server's WWW-Authenticate (charset="UTF-8") asks.
@@ -136,13 +142,50 @@
     }
   }
 
+  function isReference(secret) {
+    return secret !== null && typeof secret === "object" && secret.Provider !== null && secret.Provider !== undefined;
+  }
+
+  // "from provider 2 (Name SMTP_USER)": where, never what.
+  function describeReference(ref) {
+    const [param, where] = Object.entries(ref.Parameters || {})[0] || [];
+    return "from provider " + ref.Provider + (param ? " (" + param + " " + where + ")" : "");
+  }
+
+  function fillShownSecret(name, secret) {
+    const input = $(name);
+    const ref = isReference(secret) ? { Provider: secret.Provider, Parameters: secret.Parameters || {} } : null;
+    if (ref) shownReferences[name] = ref; else delete shownReferences[name];
+    input.value = ref ? describeReference(ref) : (secret && typeof secret === "object" ? secret.SecretValue || "" : secret || "");
+    // Read-only while it stands for the reference: an edit would be taken
+    // for a value.
+    input.readOnly = ref !== null || !canModify;
+    input.toggleAttribute("data-reference", ref !== null);
+    $(name + "-replace").hidden = ref === null || !canModify;
+  }
+
+  function replaceShownReference(name) {
+    delete shownReferences[name];
+    const input = $(name);
+    input.removeAttribute("data-reference");
+    input.readOnly = false;
+    input.value = "";
+    $(name + "-replace").hidden = true;
+    input.focus();
+  }
+
   function fill(profile) {
     for (const name of TEXT_FIELDS) $(name).value = profile[name] || "";
+    for (const name of SHOWN_SECRETS) fillShownSecret(name, profile[name]);
     $("Port").value = String(profile.Port);
     $("UseSSL").checked = profile.UseSSL === true;
     $("RelayAuthenticationType").value = String(profile.RelayAuthenticationType);
     showStoredSecrets(profile);
     showAuthFields();
+  }
+
+  function shownSecret(name) {
+    return shownReferences[name] || { SecretValue: $(name).value.trim() };
   }
 
   // The request body, from the form. Secrets only when typed: an empty
@@ -157,10 +200,11 @@
       SenderName: $("SenderName").value,
       SenderAccount: $("SenderAccount").value.trim(),
       RelayAuthenticationType: type,
-      RelayUsername: type === 0 ? "" : $("RelayUsername").value.trim(),
+      RelayUsername: type === 0 ? { SecretValue: "" } : shownSecret("RelayUsername"),
     };
     if (type === 3) {
-      for (const name of ["ClientId", "TokenEndpoint", "Scope", "Audience"]) req[name] = $(name).value.trim();
+      req.ClientId = shownSecret("ClientId");
+      for (const name of ["TokenEndpoint", "Scope", "Audience"]) req[name] = $(name).value.trim();
     }
     const secret = SECRET_OF_TYPE[type];
     if (secret && $(secret).value !== "") req[secret] = { SecretValue: $(secret).value };
@@ -175,8 +219,10 @@
 
   function setReadOnly(readOnly) {
     for (const input of $("profile").querySelectorAll("input")) {
-      if (input.type === "checkbox") input.disabled = readOnly; else input.readOnly = readOnly;
+      if (input.type === "checkbox") input.disabled = readOnly;
+      else input.readOnly = readOnly || input.hasAttribute("data-reference");
     }
+    for (const name of SHOWN_SECRETS) $(name + "-replace").hidden = readOnly || !shownReferences[name];
     $("RelayAuthenticationType").disabled = readOnly;
     $("save-actions").hidden = readOnly;
     $("read-only-note").hidden = !readOnly;
@@ -232,6 +278,7 @@
   function signOut() {
     authorization = null;
     canModify = false;
+    shownReferences = {};
     clearFieldErrors();
     $("profile").reset();
     $("test").reset();
@@ -400,6 +447,7 @@
       setStatus($("save-status"), r.status === 200 ? "Showing the stored settings." : ("Could not load: " + (r.doc.Message || r.status)), r.status === 200 ? null : "bad");
     });
     $("RelayAuthenticationType").addEventListener("change", showAuthFields);
+    for (const name of SHOWN_SECRETS) $(name + "-replace").addEventListener("click", () => replaceShownReference(name));
     $("test").addEventListener("submit", (event) => { event.preventDefault(); runTest(null); });
     $("check").addEventListener("click", () => runTest($("QuitAfter").value));
     showAuthFields();
