@@ -28,6 +28,14 @@
     rcpt: "recipient (RCPT TO)",
     data: "message (DATA)",
     token: "OAuth token endpoint",
+    secret: "reading the secret from its provider",
+  };
+  // A secret provider's type says the one parameter that finds a secret
+  // in it (kfsmtp.secrets).
+  const PARAMETER_OF_TYPE = { file: "Path", env: "Name" };
+  const PARAMETER_HINT = {
+    Path: "The file's path inside the provider's folder, e.g. smtp_password.",
+    Name: "An environment variable the operator lets this provider read, e.g. SMTP_PASSWORD.",
   };
 
   const $ = (id) => document.getElementById(id);
@@ -36,6 +44,12 @@
   // A RelayUsername or ClientId that is a provider reference, as loaded:
   // sent back unchanged until someone chooses to type a value instead.
   let shownReferences = {};
+  // The server's secret providers, [{ id, type }], from
+  // X-Kfsmtp-Secret-Providers: none, and the page offers no choice.
+  let providers = [];
+  // What is stored for RelayPassword and ClientSecret: null (nothing),
+  // "value", or the reference { Provider, Parameters }.
+  let storedSecrets = {};
 
   function basicAuthorization(user, password) {
     // UTF-8, as the server's WWW-Authenticate (charset="UTF-8") asks.
@@ -110,7 +124,8 @@
 
   function showFieldError(field, message) {
     if (field === "SenderAddress") field = "SenderAccount";
-    const input = $(field);
+    // A secret taken from a provider is refused for its parameter.
+    const input = isSecretField(field) && sourceOf(field) === "provider" ? $(field + "-parameter") : $(field);
     const slot = $(field + "-error");
     if (!input || !slot || input.closest("[hidden]")) return false;
     slot.textContent = message;
@@ -131,17 +146,6 @@
     $("RelayUsername-label").textContent = type === "3" ? "Mailbox (RelayUsername)" : "Relay user name";
   }
 
-  function showStoredSecrets(profile) {
-    for (const [type, name] of Object.entries(SECRET_OF_TYPE)) {
-      const isStored = profile.RelayAuthenticationType === Number(type);
-      const what = name === "ClientSecret" ? "client secret" : "password";
-      $(name + "-stored").textContent = !isStored ? "None is stored yet."
-        : "A " + what + " is stored; it is never shown." + (canModify ? " Leave this empty to keep it, or type a new one." : "");
-      $(name).value = "";
-      $(name).placeholder = isStored ? "(stored, unchanged)" : "";
-    }
-  }
-
   function isReference(secret) {
     return secret !== null && typeof secret === "object" && secret.Provider !== null && secret.Provider !== undefined;
   }
@@ -151,6 +155,113 @@
     const [param, where] = Object.entries(ref.Parameters || {})[0] || [];
     return "from provider " + ref.Provider + (param ? " (" + param + " " + where + ")" : "");
   }
+
+  // ------------------------------------------------------------------
+  // RelayPassword and ClientSecret: a value typed here (empty keeps the
+  // stored one), or, where the server has providers, a reference to one.
+
+  function isSecretField(name) {
+    return Object.values(SECRET_OF_TYPE).includes(name);
+  }
+
+  // "1=file, 2=env" --> [{ id: 1, type: "file" }, { id: 2, type: "env" }].
+  function parseProviders(header) {
+    const list = [];
+    for (const part of (header || "").split(",")) {
+      const m = /^\s*(\d+)\s*=\s*([\w-]+)\s*$/.exec(part);
+      if (m) list.push({ id: Number(m[1]), type: m[2] });
+    }
+    return list;
+  }
+
+  function providerById(id) {
+    return providers.find((p) => p.id === id) || null;
+  }
+
+  function sourceOf(name) {
+    return providers.length > 0 && $(name + "-source-provider").checked ? "provider" : "value";
+  }
+
+  // The parameter the chosen provider takes; for one the server no longer
+  // has, the one the stored reference gives.
+  function parameterOf(name) {
+    const id = Number($(name + "-provider").value);
+    const p = providerById(id);
+    if (p) return PARAMETER_OF_TYPE[p.type] || "Name";
+    const stored = storedSecrets[name];
+    const given = isReference(stored) && stored.Provider === id ? Object.keys(stored.Parameters)[0] : null;
+    return given || "Name";
+  }
+
+  function secretHint(name) {
+    const what = name === "ClientSecret" ? "client secret" : "password";
+    const stored = storedSecrets[name];
+    const fromProvider = sourceOf(name) === "provider";
+    if (!stored) return "None is stored yet.";
+    if (stored === "value") {
+      const said = "A " + what + " is stored; it is never shown.";
+      if (!canModify) return said;
+      return said + (fromProvider ? " Saving a provider reference replaces it." : " Leave this empty to keep it, or type a new one.");
+    }
+    const p = providerById(stored.Provider);
+    const [param, where] = Object.entries(stored.Parameters)[0] || [];
+    const said = "The " + what + " is read from provider " + stored.Provider + " (" + (p ? p.type : "not configured now") + ")"
+      + (param ? ", " + param + " " + where : "") + ", when it is needed; its value is never shown.";
+    if (!canModify || fromProvider) return said;
+    return said + " Leave this empty to keep that reference, or type a " + what + " to store instead.";
+  }
+
+  // Shows the controls of the chosen source, the parameter's name, and
+  // the hint that goes with both.
+  function showSource(name) {
+    const fromProvider = sourceOf(name) === "provider";
+    $(name).hidden = fromProvider;
+    $(name + "-reference").hidden = !fromProvider;
+    const param = parameterOf(name);
+    $(name + "-parameter-label").textContent = param;
+    $(name + "-parameter-hint").textContent = PARAMETER_HINT[param] || "";
+    $(name + "-stored").textContent = secretHint(name);
+  }
+
+  function fillStoredSecret(name, stored) {
+    storedSecrets[name] = stored;
+    const ref = isReference(stored) ? stored : null;
+    const select = $(name + "-provider");
+    const options = providers.map((p) => el("option", { value: String(p.id) }, p.id + " (" + p.type + ")"));
+    // A reference to a provider the server has no more still shows.
+    if (ref && !providerById(ref.Provider)) {
+      options.push(el("option", { value: String(ref.Provider) }, ref.Provider + " (not configured now)"));
+    }
+    select.replaceChildren(...options);
+    if (ref) select.value = String(ref.Provider);
+    $(name + "-parameter").value = ref ? Object.values(ref.Parameters)[0] || "" : "";
+    $(name + "-source-" + (ref && providers.length > 0 ? "provider" : "value")).checked = true;
+    $(name + "-source").hidden = providers.length === 0;
+    $(name).value = "";
+    $(name).placeholder = stored ? "(stored, unchanged)" : "";
+    showSource(name);
+  }
+
+  function showStoredSecrets(profile) {
+    for (const [type, name] of Object.entries(SECRET_OF_TYPE)) {
+      const secret = profile[name];
+      const stored = isReference(secret) ? { Provider: secret.Provider, Parameters: secret.Parameters || {} }
+        : profile.RelayAuthenticationType === Number(type) ? "value" : null;
+      fillStoredSecret(name, stored);
+    }
+  }
+
+  // The secret as the request sends it: a reference, a typed value, or
+  // nothing (keep the stored one, which the API does by itself).
+  function secretOf(name) {
+    if (sourceOf(name) === "provider") {
+      return { Provider: Number($(name + "-provider").value), Parameters: { [parameterOf(name)]: $(name + "-parameter").value.trim() } };
+    }
+    return $(name).value !== "" ? { SecretValue: $(name).value } : undefined;
+  }
+
+  // ------------------------------------------------------------------
+  // RelayUsername and ClientId: shown, or where they live.
 
   function fillShownSecret(name, secret) {
     const input = $(name);
@@ -188,8 +299,7 @@
     return shownReferences[name] || { SecretValue: $(name).value.trim() };
   }
 
-  // The request body, from the form. Secrets only when typed: an empty
-  // one means "keep the stored one", which the API does by itself.
+  // The request body, from the form.
   function collect() {
     const type = Number($("RelayAuthenticationType").value);
     const port = $("Port").value.trim();
@@ -206,8 +316,8 @@
       req.ClientId = shownSecret("ClientId");
       for (const name of ["TokenEndpoint", "Scope", "Audience"]) req[name] = $(name).value.trim();
     }
-    const secret = SECRET_OF_TYPE[type];
-    if (secret && $(secret).value !== "") req[secret] = { SecretValue: $(secret).value };
+    const secret = SECRET_OF_TYPE[type] && secretOf(SECRET_OF_TYPE[type]);
+    if (secret) req[SECRET_OF_TYPE[type]] = secret;
     return req;
   }
 
@@ -219,11 +329,11 @@
 
   function setReadOnly(readOnly) {
     for (const input of $("profile").querySelectorAll("input")) {
-      if (input.type === "checkbox") input.disabled = readOnly;
+      if (input.type === "checkbox" || input.type === "radio") input.disabled = readOnly;
       else input.readOnly = readOnly || input.hasAttribute("data-reference");
     }
     for (const name of SHOWN_SECRETS) $(name + "-replace").hidden = readOnly || !shownReferences[name];
-    $("RelayAuthenticationType").disabled = readOnly;
+    for (const select of $("profile").querySelectorAll("select")) select.disabled = readOnly;
     $("save-actions").hidden = readOnly;
     $("read-only-note").hidden = !readOnly;
     $("test-section").hidden = readOnly;
@@ -234,6 +344,7 @@
     if (r.status !== 200) return r;
     const granted = (r.headers.get("X-Kfsmtp-Permissions") || "").split(" ");
     canModify = granted.includes(MODIFY);
+    providers = parseProviders(r.headers.get("X-Kfsmtp-Secret-Providers"));
     fill(r.doc);
     return r;
   }
@@ -279,8 +390,10 @@
     authorization = null;
     canModify = false;
     shownReferences = {};
+    providers = [];
     clearFieldErrors();
     $("profile").reset();
+    for (const name of Object.values(SECRET_OF_TYPE)) fillStoredSecret(name, null);
     $("test").reset();
     $("result").hidden = true;
     $("result").replaceChildren();
@@ -448,6 +561,11 @@
     });
     $("RelayAuthenticationType").addEventListener("change", showAuthFields);
     for (const name of SHOWN_SECRETS) $(name + "-replace").addEventListener("click", () => replaceShownReference(name));
+    for (const name of Object.values(SECRET_OF_TYPE)) {
+      for (const id of [name + "-source-value", name + "-source-provider", name + "-provider"]) {
+        $(id).addEventListener("change", () => showSource(name));
+      }
+    }
     $("test").addEventListener("submit", (event) => { event.preventDefault(); runTest(null); });
     $("check").addEventListener("click", () => runTest($("QuitAfter").value));
     showAuthFields();
