@@ -168,6 +168,29 @@ const SCENARIOS = {
     await shot(page, out, "10-oauth-tested");
   },
 
+  // OAuth's extra token request headers, one "Name: Value" a line: one
+  // the API refuses is shown under the box; good ones come back after a
+  // reload.
+  async "request-headers"(page, out) {
+    await openAs(page, cfg.admin);
+    const box = page.getByLabel("Token request headers");
+    out.loaded = await box.inputValue();
+    await box.fill(cfg.bad_headers);
+    await page.getByRole("button", { name: "Save" }).click();
+    await page.locator("#RequestHeaders-error:not([hidden])").waitFor();
+    out.headers_error = await page.locator("#RequestHeaders-error").textContent();
+    out.invalid = await box.getAttribute("aria-invalid");
+    out.focused = await page.evaluate(() => document.activeElement.id);
+    await shot(page, out, "17-request-headers-refused");
+    await box.fill(cfg.good_headers);
+    await page.getByRole("button", { name: "Save" }).click();
+    await page.locator("#save-status.good").waitFor();
+    await page.reload();
+    await openAs(page, cfg.admin);
+    out.after_reload = await page.getByLabel("Token request headers").inputValue();
+    await shot(page, out, "18-request-headers-saved");
+  },
+
   // A value the API refuses: the message sits next to the field it names.
   async "field-error"(page, out) {
     await openAs(page, cfg.admin);

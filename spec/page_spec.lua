@@ -110,6 +110,21 @@ describe("the SMTP configuration page #browser", function()
     assert.are.equal("pki@example.com", oauth_smtp:messages()[1].meta.auth_login)
   end)
 
+  it("edits OAuth's token request headers as lines, a refused one shown next to them", function()
+    store({ Host = "localhost", Port = smtp.port, UseSSL = true, SenderAccount = "pki@example.com", SenderName = "",
+      RelayAuthenticationType = 3, ClientId = "page-app", ClientSecret = { SecretValue = "page-Client-Secret-9" },
+      TokenEndpoint = "https://login.example.com/token", Scope = "https://outlook.office365.com/.default",
+      RequestHeaders = { { Name = "X-Tenant", Value = "contoso" } } }, nil, { api_version = 2 })
+    local seen = browse("request-headers", { bad_headers = "X-Tenant: contoso\nHost: evil.example.com",
+      good_headers = "X-Tenant: fabrikam\n\n  X-Subscription :  42  " })
+    assert.are.equal("X-Tenant: contoso", seen.loaded)
+    assert.truthy(seen.headers_error:find("RequestHeaders[2].Name Host is set by kfsmtp itself", 1, true), seen.headers_error)
+    assert.are.same({ "true", "RequestHeaders" }, { seen.invalid, seen.focused })
+    assert.are.equal("X-Tenant: fabrikam\nX-Subscription: 42", seen.after_reload)
+    assert.are.same({ { Name = "X-Tenant", Value = "fabrikam" }, { Name = "X-Subscription", Value = "42" } },
+      cjson.decode(H.read(srv.store)).RequestHeaders)
+  end)
+
   it("shows a refused value next to the field it names", function()
     store(relay_profile())
     local seen = browse("field-error")

@@ -285,8 +285,27 @@
     input.focus();
   }
 
+  // RequestHeaders as text, one "Name: Value" a line, and back. A line
+  // without a colon is a name with an empty value; the API judges both.
+  function headersText(list) {
+    return (list || []).map((h) => h.Name + ": " + h.Value).join("\n");
+  }
+
+  function headersList(text) {
+    const list = [];
+    for (const raw of text.split(/\r?\n/)) {
+      const line = raw.trim();
+      if (line === "") continue;
+      const colon = line.indexOf(":");
+      list.push(colon < 0 ? { Name: line, Value: "" }
+        : { Name: line.slice(0, colon).trim(), Value: line.slice(colon + 1).trim() });
+    }
+    return list;
+  }
+
   function fill(profile) {
     for (const name of TEXT_FIELDS) $(name).value = profile[name] || "";
+    $("RequestHeaders").value = headersText(profile.RequestHeaders);
     for (const name of SHOWN_SECRETS) fillShownSecret(name, profile[name]);
     $("Port").value = String(profile.Port);
     $("UseSSL").checked = profile.UseSSL === true;
@@ -315,6 +334,7 @@
     if (type === 3) {
       req.ClientId = shownSecret("ClientId");
       for (const name of ["TokenEndpoint", "Scope", "Audience"]) req[name] = $(name).value.trim();
+      req.RequestHeaders = headersList($("RequestHeaders").value);
     }
     const secret = SECRET_OF_TYPE[type] && secretOf(SECRET_OF_TYPE[type]);
     if (secret) req[SECRET_OF_TYPE[type]] = secret;
@@ -328,7 +348,7 @@
   }
 
   function setReadOnly(readOnly) {
-    for (const input of $("profile").querySelectorAll("input")) {
+    for (const input of $("profile").querySelectorAll("input, textarea")) {
       if (input.type === "checkbox" || input.type === "radio") input.disabled = readOnly;
       else input.readOnly = readOnly || input.hasAttribute("data-reference");
     }
