@@ -244,7 +244,10 @@ const SCENARIOS = {
     out.host_readonly = await page.getByLabel("Host", { exact: true }).getAttribute("readonly");
     out.auth_disabled = await page.getByLabel("Authentication", { exact: true }).isDisabled();
     out.password_hint = await page.locator("#RelayPassword-stored").textContent();
-    await shot(page, out, "08-read-only");
+    out.password = await secretShown(page, "RelayPassword");
+    out.password_controls_disabled = await page.evaluate(() => ["RelayPassword-source-value", "RelayPassword-source-provider",
+      "RelayPassword-provider"].every((id) => document.getElementById(id).disabled) && document.getElementById("RelayPassword-parameter").readOnly);
+    await shot(page, out, cfg.shot || "08-read-only");
   },
 
   // Only the keyboard, on a 360 px wide screen: sign in, change a field,
@@ -301,8 +304,12 @@ const SCENARIOS = {
 
   // A file provider: a path outside its folder is refused next to the
   // password's controls; a good one is saved and shown after a reload.
+  // The user name, a reference, becomes a typed value on the way.
   async "provider-file"(page, out) {
     await openAs(page, cfg.admin);
+    await page.getByRole("button", { name: "Type a user name instead" }).click();
+    out.focused_after_replace = await page.evaluate(() => document.activeElement.id);
+    await page.getByLabel("Relay user name").fill(cfg.username);
     await fromProvider(page, "RelayPassword", "1 (file)", "Path", cfg.outside_path);
     await page.getByRole("button", { name: "Save" }).click();
     await page.locator("#RelayPassword-error:not([hidden])").waitFor();
@@ -318,6 +325,9 @@ const SCENARIOS = {
     await page.reload();
     await openAs(page, cfg.admin);
     out.after_reload = await secretShown(page, "RelayPassword");
+    out.username_after_reload = await page.getByLabel("Relay user name").inputValue();
+    out.username_readonly = await page.getByLabel("Relay user name").getAttribute("readonly");
+    out.replace_visible = await page.getByRole("button", { name: "Type a user name instead" }).isVisible();
     await shot(page, out, "15-provider-file-reloaded");
   },
 

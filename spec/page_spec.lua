@@ -215,7 +215,7 @@ describe("the SMTP configuration page #browser", function()
       psrv = H.start_nginx { workers = 1, env = { [USER_VAR] = RELAY_USER, [PASSWORD_VAR] = ENV_PASSWORD },
         extra = ('ca_file = %q, secret_providers = { [1] = { type = "file", dir = %q }, [2] = { type = "env", names = { %q, %q, %q } } },'):format(
           H.certs().ca, providers[1].dir, USER_VAR, PASSWORD_VAR, UNSET_VAR),
-        users = { { ADMIN[1], ADMIN[2], { "all" } } } }
+        users = { { ADMIN[1], ADMIN[2], { "all" } }, { READER[1], READER[2], { "read" } } } }
       purl = ("http://127.0.0.1:%d/KeyfactorAPI/Portal/"):format(psrv.port)
     end)
     teardown(function()
@@ -267,12 +267,21 @@ describe("the SMTP configuration page #browser", function()
       local messages = env_smtp:messages()
       assert.are.equal(before + 1, #messages)
       assert.are.equal(RELAY_USER, messages[#messages].meta.auth_login)
+      -- A reader sees where the password lives, and can change nothing.
+      seen = browse("read-only", { url = purl, shot = "13b-provider-env-read-only" })
+      assert.are.same({ true, "2", PASSWORD_VAR }, { seen.password.from_provider, seen.password.provider, seen.password.parameter })
+      assert.are.equal("The password is read from provider 2 (env), Name " .. PASSWORD_VAR .. ", when it is needed; its value is never shown.",
+        seen.password_hint)
+      assert.is_true(seen.password_controls_disabled)
     end)
 
     it("shows a path outside a file provider's folder refused next to the password, and a good one after a reload", function()
-      store(provider_profile(), psrv)
+      store(provider_profile { RelayUsername = { Provider = 2, Parameters = { Name = USER_VAR } } }, psrv,
+        { api_version = 2, secret_providers = providers })
       -- On a phone: the choice fits, and every control has a label.
-      local seen = browse("provider-file", { url = purl, width = 360, outside_path = "/etc/shadow", file_path = "smtp_password" })
+      local seen = browse("provider-file", { url = purl, width = 360, outside_path = "/etc/shadow", file_path = "smtp_password",
+        username = "CORP\\svc-typed" })
+      assert.are.equal("RelayUsername", seen.focused_after_replace)
       assert.truthy(seen.password_error:find("RelayPassword.Parameters.Path is outside the provider's folder", 1, true), seen.password_error)
       assert.are.equal("true", seen.invalid)
       assert.are.equal("RelayPassword-parameter", seen.focused)
@@ -283,7 +292,12 @@ describe("the SMTP configuration page #browser", function()
       assert.are.same({ true, "1", "1 (file)", "Path", "smtp_password" },
         { v.from_provider, v.provider, v.provider_text, v.parameter_label, v.parameter })
       assert.truthy(v.hint:find("provider 1 (file), Path smtp_password", 1, true), v.hint)
-      assert.are.same({ SecretValue = cjson.null, Parameters = { Path = "smtp_password" }, Provider = 1 }, get_v2().RelayPassword)
+      local doc = get_v2()
+      assert.are.same({ SecretValue = cjson.null, Parameters = { Path = "smtp_password" }, Provider = 1 }, doc.RelayPassword)
+      -- The typed user name replaced the reference.
+      assert.are.same({ "CORP\\svc-typed", cjson.null, false },
+        { seen.username_after_reload, seen.username_readonly, seen.replace_visible })
+      assert.are.same({ SecretValue = "CORP\\svc-typed", Parameters = cjson.null, Provider = cjson.null }, doc.RelayUsername)
     end)
 
     it("names the provider as the stage when a reference cannot be read at test time", function()

@@ -275,6 +275,10 @@
     $(name + "-replace").hidden = ref === null || !canModify;
   }
 
+  function shownSecret(name) {
+    return shownReferences[name] || { SecretValue: $(name).value.trim() };
+  }
+
   function replaceShownReference(name) {
     delete shownReferences[name];
     const input = $(name);
@@ -284,6 +288,9 @@
     $(name + "-replace").hidden = true;
     input.focus();
   }
+
+  // ------------------------------------------------------------------
+  // The whole form.
 
   // RequestHeaders as text, one "Name: Value" a line, and back. A line
   // without a colon is a name with an empty value; the API judges both.
@@ -312,10 +319,6 @@
     $("RelayAuthenticationType").value = String(profile.RelayAuthenticationType);
     showStoredSecrets(profile);
     showAuthFields();
-  }
-
-  function shownSecret(name) {
-    return shownReferences[name] || { SecretValue: $(name).value.trim() };
   }
 
   // The request body, from the form.
@@ -414,6 +417,7 @@
     clearFieldErrors();
     $("profile").reset();
     for (const name of Object.values(SECRET_OF_TYPE)) fillStoredSecret(name, null);
+    for (const name of SHOWN_SECRETS) fillShownSecret(name, null);
     $("test").reset();
     $("result").hidden = true;
     $("result").replaceChildren();
