@@ -58,6 +58,50 @@ async function result(page) {
   };
 }
 
+// Does anything stick out of the screen, and has every control shown a
+// label?
+async function layout(page, out) {
+  out.widths = await page.evaluate(() => ({ viewport: window.innerWidth, document: document.documentElement.scrollWidth }));
+  out.unnamed = await page.evaluate(() => [...document.querySelectorAll("input, select, textarea, button")]
+    .filter((el) => !el.closest("[hidden]"))
+    .filter((el) => el.labels ? el.labels.length === 0 && el.tagName !== "BUTTON" : false)
+    .map((el) => el.id));
+}
+
+// The field of a secret (RelayPassword, ClientSecret): its controls are
+// found by their labels inside it, as a person reads them there.
+function secretField(page, name) {
+  return page.locator(".field", { has: page.locator(`#${name}`) });
+}
+
+// What a secret's field shows: where the secret comes from and the hint.
+async function secretShown(page, name) {
+  return page.evaluate((n) => {
+    const $ = (id) => document.getElementById(id);
+    const visible = (node) => node.getClientRects().length > 0;
+    return {
+      choice_visible: visible($(`${n}-source`)),
+      from_provider: $(`${n}-source-provider`).checked,
+      value_visible: visible($(n)),
+      value: $(n).value,
+      provider: $(`${n}-provider`).value,
+      provider_text: $(`${n}-provider`).selectedOptions[0] ? $(`${n}-provider`).selectedOptions[0].textContent : "",
+      parameter_label: $(`${n}-parameter-label`).textContent,
+      parameter: $(`${n}-parameter`).value,
+      hint: $(`${n}-stored`).textContent,
+    };
+  }, name);
+}
+
+// Chooses "From provider" for a secret, picks the provider by its text
+// ("2 (env)") and types the parameter the page labels for it.
+async function fromProvider(page, name, provider, parameter, value) {
+  const field = secretField(page, name);
+  await field.getByLabel("From provider").check();
+  await field.getByLabel("Provider", { exact: true }).selectOption({ label: provider });
+  await field.getByLabel(parameter, { exact: true }).fill(value);
+}
+
 // Signs in as the administrator, lets edit change the form, sends a test
 // email to cfg.recipient and records the result box.
 async function sendTest(page, out, edit) {
@@ -90,6 +134,8 @@ const SCENARIOS = {
     await openAs(page, cfg.admin);
     out.after_reload = await fieldValues(page);
     out.password_hint = await page.locator("#RelayPassword-stored").textContent();
+    out.password = await secretShown(page, "RelayPassword");
+    out.radios_visible = await page.getByRole("radio").filter({ visible: true }).count();
     out.html = await page.content();
     await shot(page, out, "03-reloaded");
   },
@@ -114,11 +160,35 @@ const SCENARIOS = {
     await openAs(page, cfg.admin);
     out.after_reload = await fieldValues(page);
     out.secret_hint = await page.locator("#ClientSecret-stored").textContent();
+    out.client_secret = await secretShown(page, "ClientSecret");
     await page.getByLabel("Recipient").fill(cfg.recipient);
     await page.getByRole("button", { name: "Send test email" }).click();
     out.result = await result(page);
     out.html = await page.content();
     await shot(page, out, "10-oauth-tested");
+  },
+
+  // OAuth's extra token request headers, one "Name: Value" a line: one
+  // the API refuses is shown under the box; good ones come back after a
+  // reload.
+  async "request-headers"(page, out) {
+    await openAs(page, cfg.admin);
+    const box = page.getByLabel("Token request headers");
+    out.loaded = await box.inputValue();
+    await box.fill(cfg.bad_headers);
+    await page.getByRole("button", { name: "Save" }).click();
+    await page.locator("#RequestHeaders-error:not([hidden])").waitFor();
+    out.headers_error = await page.locator("#RequestHeaders-error").textContent();
+    out.invalid = await box.getAttribute("aria-invalid");
+    out.focused = await page.evaluate(() => document.activeElement.id);
+    await shot(page, out, "17-request-headers-refused");
+    await box.fill(cfg.good_headers);
+    await page.getByRole("button", { name: "Save" }).click();
+    await page.locator("#save-status.good").waitFor();
+    await page.reload();
+    await openAs(page, cfg.admin);
+    out.after_reload = await page.getByLabel("Token request headers").inputValue();
+    await shot(page, out, "18-request-headers-saved");
   },
 
   // A value the API refuses: the message sits next to the field it names.
@@ -174,7 +244,10 @@ const SCENARIOS = {
     out.host_readonly = await page.getByLabel("Host", { exact: true }).getAttribute("readonly");
     out.auth_disabled = await page.getByLabel("Authentication", { exact: true }).isDisabled();
     out.password_hint = await page.locator("#RelayPassword-stored").textContent();
-    await shot(page, out, "08-read-only");
+    out.password = await secretShown(page, "RelayPassword");
+    out.password_controls_disabled = await page.evaluate(() => ["RelayPassword-source-value", "RelayPassword-source-provider",
+      "RelayPassword-provider"].every((id) => document.getElementById(id).disabled) && document.getElementById("RelayPassword-parameter").readOnly);
+    await shot(page, out, cfg.shot || "08-read-only");
   },
 
   // Only the keyboard, on a 360 px wide screen: sign in, change a field,
@@ -199,12 +272,71 @@ const SCENARIOS = {
     await page.keyboard.press("Enter");
     await page.locator("#save-status.good").waitFor();
     out.save_status = await page.locator("#save-status").textContent();
-    out.widths = await page.evaluate(() => ({ viewport: window.innerWidth, document: document.documentElement.scrollWidth }));
-    out.unnamed = await page.evaluate(() => [...document.querySelectorAll("input, select, button")]
-      .filter((el) => !el.closest("[hidden]"))
-      .filter((el) => el.labels ? el.labels.length === 0 && el.tagName !== "BUTTON" : false)
-      .map((el) => el.id));
+    await layout(page, out);
     await shot(page, out, "09-keyboard-360");
+  },
+
+  // A server with secret providers (cfg.url is its page): the relay user
+  // name is stored as a reference already; the administrator points the
+  // password at an environment variable, saves, reloads, and tests.
+  async "provider-env"(page, out) {
+    await openAs(page, cfg.admin);
+    out.username = await page.getByLabel("Relay user name").inputValue();
+    out.username_readonly = await page.getByLabel("Relay user name").getAttribute("readonly");
+    out.before = await secretShown(page, "RelayPassword");
+    await fromProvider(page, "RelayPassword", "2 (env)", "Name", cfg.env_name);
+    out.chosen = await secretShown(page, "RelayPassword");
+    await shot(page, out, "11-provider-env-chosen");
+    await page.getByRole("button", { name: "Save" }).click();
+    await page.locator("#save-status.good").waitFor();
+    out.save_status = await page.locator("#save-status").textContent();
+    await page.reload();
+    await openAs(page, cfg.admin);
+    out.after_reload = await secretShown(page, "RelayPassword");
+    out.username_after_reload = await page.getByLabel("Relay user name").inputValue();
+    await shot(page, out, "12-provider-env-reloaded");
+    await page.getByLabel("Recipient").fill(cfg.recipient);
+    await page.getByRole("button", { name: "Send test email" }).click();
+    out.result = await result(page);
+    out.html = await page.content();
+    await shot(page, out, "13-provider-env-tested");
+  },
+
+  // A file provider: a path outside its folder is refused next to the
+  // password's controls; a good one is saved and shown after a reload.
+  // The user name, a reference, becomes a typed value on the way.
+  async "provider-file"(page, out) {
+    await openAs(page, cfg.admin);
+    await page.getByRole("button", { name: "Type a user name instead" }).click();
+    out.focused_after_replace = await page.evaluate(() => document.activeElement.id);
+    await page.getByLabel("Relay user name").fill(cfg.username);
+    await fromProvider(page, "RelayPassword", "1 (file)", "Path", cfg.outside_path);
+    await page.getByRole("button", { name: "Save" }).click();
+    await page.locator("#RelayPassword-error:not([hidden])").waitFor();
+    out.password_error = await page.locator("#RelayPassword-error").textContent();
+    out.invalid = await secretField(page, "RelayPassword").getByLabel("Path", { exact: true }).getAttribute("aria-invalid");
+    out.focused = await page.evaluate(() => document.activeElement.id);
+    out.save_status = await page.locator("#save-status").textContent();
+    await layout(page, out);
+    await shot(page, out, "14-provider-file-refused");
+    await secretField(page, "RelayPassword").getByLabel("Path", { exact: true }).fill(cfg.file_path);
+    await page.getByRole("button", { name: "Save" }).click();
+    await page.locator("#save-status.good").waitFor();
+    await page.reload();
+    await openAs(page, cfg.admin);
+    out.after_reload = await secretShown(page, "RelayPassword");
+    out.username_after_reload = await page.getByLabel("Relay user name").inputValue();
+    out.username_readonly = await page.getByLabel("Relay user name").getAttribute("readonly");
+    out.replace_visible = await page.getByRole("button", { name: "Type a user name instead" }).isVisible();
+    await shot(page, out, "15-provider-file-reloaded");
+  },
+
+  // A reference the server cannot read at test time: the stage says so,
+  // and the message sits next to the reference.
+  async "provider-unreadable"(page, out) {
+    await sendTest(page, out, () => fromProvider(page, "RelayPassword", "2 (env)", "Name", cfg.env_name));
+    out.password_error = await page.locator("#RelayPassword-error").textContent();
+    await shot(page, out, "16-provider-unreadable");
   },
 
   async "wrong-password"(page, out) {

@@ -3,10 +3,25 @@
 # Debian's nginx and lua-nginx-module. Used by `make serve` and the specs.
 # usage: nginx-conf.sh DIR PORT STORE USERS_FILE [WORKERS] [EXTRA_LUA_OPTIONS]
 #   EXTRA_LUA_OPTIONS is pasted into the serve{} table, e.g. 'ca_file = "/x/ca.pem",'
+#   KFSMTP_NGINX_ENV (in the environment) names variables for nginx to keep,
+#   separated by spaces, e.g. KFSMTP_NGINX_ENV="SMTP_PASSWORD".
 set -eu
 dir=$1 port=$2 store=$3 users=$4 workers=${5:-2} extra=${6:-}
 root=$(cd "$(dirname "$0")/.." && pwd)
 mkdir -p "$dir/logs" "$dir/tmp"
+# nginx hands its workers none of the variables it was started with, but
+# those an env directive names: a secret provider of type env reads them
+# there.
+env_lines=""
+set -f # the names are split on spaces, never expanded as file patterns
+for name in ${KFSMTP_NGINX_ENV:-}; do
+  case $name in
+    [!A-Za-z_]* | *[!A-Za-z0-9_]*) echo "nginx-conf.sh: KFSMTP_NGINX_ENV: $name is not a variable name" >&2; exit 2 ;;
+  esac
+  env_lines="${env_lines}env $name;
+"
+done
+set +f
 # As root the workers would otherwise drop to nobody, who cannot reach
 # these private folders: this is a local server, so they stay root.
 user_line=""
@@ -15,7 +30,7 @@ cat > "$dir/nginx.conf" <<CONF
 load_module /usr/lib/nginx/modules/ndk_http_module.so;
 load_module /usr/lib/nginx/modules/ngx_http_lua_module.so;
 $user_line
-worker_processes $workers;
+${env_lines}worker_processes $workers;
 pid $dir/logs/nginx.pid;
 error_log $dir/logs/error.log warn;
 daemon on;

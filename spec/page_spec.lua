@@ -33,8 +33,8 @@ describe("the SMTP configuration page #browser", function()
       RelayUsername = RELAY_USER, RelayPassword = RELAY_PASSWORD }
   end
 
-  local function store(profile)
-    assert(kfsmtp.open(srv.store):update(profile))
+  local function store(profile, server, opts)
+    assert(kfsmtp.open((server or srv).store):update(profile, opts))
   end
 
   local function browse(scenario, extra)
@@ -82,6 +82,11 @@ describe("the SMTP configuration page #browser", function()
     assert.falsy(seen.html:find(RELAY_PASSWORD, 1, true))
     local doc = cjson.decode(H.read(srv.store))
     assert.are.same({ want.Host, want.Port, want.RelayPassword }, { doc.Host, math.floor(doc.Port), doc.RelayPassword })
+    -- This server has no secret providers: no choice of where the
+    -- password comes from, only its field, as before.
+    assert.is_false(seen.password.choice_visible)
+    assert.is_true(seen.password.value_visible)
+    assert.are.equal(0, seen.radios_visible)
   end)
 
   it("configures and tests OAuth client credentials (type 3): fields, stored secret, token, delivery", function()
@@ -98,10 +103,26 @@ describe("the SMTP configuration page #browser", function()
     assert.are.same({ "3", want.ClientId, want.TokenEndpoint, want.Scope, "" },
       { v.RelayAuthenticationType, v.ClientId, v.TokenEndpoint, v.Scope, v.ClientSecret })
     assert.truthy(seen.secret_hint:find("A client secret is stored", 1, true))
+    assert.are.same({ false, true }, { seen.client_secret.choice_visible, seen.client_secret.value_visible })
     shows(seen, "good", "Test email accepted by the relay", { "OAUTHBEARER" })
     assert.falsy(seen.html:find(want.ClientSecret, 1, true))
     assert.falsy(seen.html:find(tokens:token(), 1, true))
     assert.are.equal("pki@example.com", oauth_smtp:messages()[1].meta.auth_login)
+  end)
+
+  it("edits OAuth's token request headers as lines, a refused one shown next to them", function()
+    store({ Host = "localhost", Port = smtp.port, UseSSL = true, SenderAccount = "pki@example.com", SenderName = "",
+      RelayAuthenticationType = 3, ClientId = "page-app", ClientSecret = { SecretValue = "page-Client-Secret-9" },
+      TokenEndpoint = "https://login.example.com/token", Scope = "https://outlook.office365.com/.default",
+      RequestHeaders = { { Name = "X-Tenant", Value = "contoso" } } }, nil, { api_version = 2 })
+    local seen = browse("request-headers", { bad_headers = "X-Tenant: contoso\nHost: evil.example.com",
+      good_headers = "X-Tenant: fabrikam\n\n  X-Subscription :  42  " })
+    assert.are.equal("X-Tenant: contoso", seen.loaded)
+    assert.truthy(seen.headers_error:find("RequestHeaders[2].Name Host is set by kfsmtp itself", 1, true), seen.headers_error)
+    assert.are.same({ "true", "RequestHeaders" }, { seen.invalid, seen.focused })
+    assert.are.equal("X-Tenant: fabrikam\nX-Subscription: 42", seen.after_reload)
+    assert.are.same({ { Name = "X-Tenant", Value = "fabrikam" }, { Name = "X-Subscription", Value = "42" } },
+      cjson.decode(H.read(srv.store)).RequestHeaders)
   end)
 
   it("shows a refused value next to the field it names", function()
@@ -179,5 +200,113 @@ describe("the SMTP configuration page #browser", function()
     assert.is_true(seen.widths.document <= 360, "the page is " .. seen.widths.document .. " px wide")
     assert.are.same({}, seen.unnamed)
     assert.are.equal("relay-by-keyboard.example.com", cjson.decode(H.read(srv.store)).Host)
+  end)
+
+  describe("with secret providers", function()
+    -- UNSET_VAR is one the provider may read, but nginx is not given.
+    local USER_VAR, PASSWORD_VAR, UNSET_VAR = "KFSMTP_PAGE_RELAY_USER", "KFSMTP_PAGE_RELAY_PASSWORD", "KFSMTP_PAGE_UNSET"
+    local ENV_PASSWORD = "Env-Relay-Secret-77"
+    local V2 = { ["x-keyfactor-api-version"] = "2", ["X-Kfsmtp-Details"] = "1" }
+    local env_smtp, psrv, purl, providers
+    setup(function()
+      providers = { [1] = { type = "file", dir = H.tmpdir() }, [2] = { type = "env", names = { USER_VAR, PASSWORD_VAR, UNSET_VAR } } }
+      -- The relay accepts only the password the environment holds.
+      env_smtp = H.start_smtp { mode = "starttls", auth = RELAY_USER .. ":" .. ENV_PASSWORD }
+      psrv = H.start_nginx { workers = 1, env = { [USER_VAR] = RELAY_USER, [PASSWORD_VAR] = ENV_PASSWORD },
+        extra = ('ca_file = %q, secret_providers = { [1] = { type = "file", dir = %q }, [2] = { type = "env", names = { %q, %q, %q } } },'):format(
+          H.certs().ca, providers[1].dir, USER_VAR, PASSWORD_VAR, UNSET_VAR),
+        users = { { ADMIN[1], ADMIN[2], { "all" } }, { READER[1], READER[2], { "read" } } } }
+      purl = ("http://127.0.0.1:%d/KeyfactorAPI/Portal/"):format(psrv.port)
+    end)
+    teardown(function()
+      psrv:stop()
+      env_smtp:stop()
+    end)
+
+    local function provider_profile(over)
+      return H.with(relay_profile(), H.with({ Port = env_smtp.port, RelayPassword = "Stored-Value-Not-Used-1" }, over))
+    end
+
+    local function get_v2()
+      local status, body, headers = psrv:request { user = ADMIN[1] .. ":" .. ADMIN[2], headers = V2 }
+      assert.are.equal(200, status, body)
+      return cjson.decode(body), headers, body
+    end
+
+    it("points the relay password at an environment variable, shows the reference, never a value, and tests with it", function()
+      -- The user name is a reference already: shown where it lives, and
+      -- sent back as it is.
+      store(provider_profile { RelayUsername = { Provider = 2, Parameters = { Name = USER_VAR } } }, psrv,
+        { api_version = 2, secret_providers = providers })
+      local before = #env_smtp:messages()
+      local seen = browse("provider-env", { url = purl, env_name = PASSWORD_VAR, recipient = "pki-team@example.com" })
+      assert.are.equal("from provider 2 (Name " .. USER_VAR .. ")", seen.username)
+      assert.are.equal("", seen.username_readonly)
+      -- A value is stored to begin with: the choice is there, on it.
+      assert.are.same({ true, false, true }, { seen.before.choice_visible, seen.before.from_provider, seen.before.value_visible })
+      assert.truthy(seen.before.hint:find("A password is stored", 1, true), seen.before.hint)
+      assert.are.same({ false, "2", "2 (env)", "Name" },
+        { seen.chosen.value_visible, seen.chosen.provider, seen.chosen.provider_text, seen.chosen.parameter_label })
+      assert.are.equal("Saved.", seen.save_status)
+      local v = seen.after_reload
+      assert.are.same({ true, true, false, "2", "Name", PASSWORD_VAR, "" },
+        { v.choice_visible, v.from_provider, v.value_visible, v.provider, v.parameter_label, v.parameter, v.value })
+      assert.truthy(v.hint:find("provider 2 (env), Name " .. PASSWORD_VAR, 1, true), v.hint)
+      assert.are.equal(seen.username, seen.username_after_reload)
+      -- The API shows the reference; nothing anywhere holds the value.
+      local doc, headers, body = get_v2()
+      assert.are.same({ SecretValue = cjson.null, Parameters = { Name = PASSWORD_VAR }, Provider = 2 }, doc.RelayPassword)
+      assert.are.same({ SecretValue = cjson.null, Parameters = { Name = USER_VAR }, Provider = 2 }, doc.RelayUsername)
+      assert.are.equal("1=file, 2=env", headers["x-kfsmtp-secret-providers"])
+      assert.falsy(body:find(ENV_PASSWORD, 1, true))
+      assert.falsy(H.read(psrv.store):find(ENV_PASSWORD, 1, true))
+      assert.falsy(H.read(psrv.store):find("Stored-Value-Not-Used-1", 1, true), "the reference replaced the value")
+      -- The test email logs in with the variable's value.
+      shows(seen, "good", "Test email accepted by the relay", { "PLAIN" })
+      assert.falsy(seen.html:find(ENV_PASSWORD, 1, true))
+      local messages = env_smtp:messages()
+      assert.are.equal(before + 1, #messages)
+      assert.are.equal(RELAY_USER, messages[#messages].meta.auth_login)
+      -- A reader sees where the password lives, and can change nothing.
+      seen = browse("read-only", { url = purl, shot = "13b-provider-env-read-only" })
+      assert.are.same({ true, "2", PASSWORD_VAR }, { seen.password.from_provider, seen.password.provider, seen.password.parameter })
+      assert.are.equal("The password is read from provider 2 (env), Name " .. PASSWORD_VAR .. ", when it is needed; its value is never shown.",
+        seen.password_hint)
+      assert.is_true(seen.password_controls_disabled)
+    end)
+
+    it("shows a path outside a file provider's folder refused next to the password, and a good one after a reload", function()
+      store(provider_profile { RelayUsername = { Provider = 2, Parameters = { Name = USER_VAR } } }, psrv,
+        { api_version = 2, secret_providers = providers })
+      -- On a phone: the choice fits, and every control has a label.
+      local seen = browse("provider-file", { url = purl, width = 360, outside_path = "/etc/shadow", file_path = "smtp_password",
+        username = "CORP\\svc-typed" })
+      assert.are.equal("RelayUsername", seen.focused_after_replace)
+      assert.truthy(seen.password_error:find("RelayPassword.Parameters.Path is outside the provider's folder", 1, true), seen.password_error)
+      assert.are.equal("true", seen.invalid)
+      assert.are.equal("RelayPassword-parameter", seen.focused)
+      assert.truthy(seen.save_status:find("^Not saved"))
+      assert.is_true(seen.widths.document <= 360, "the page is " .. seen.widths.document .. " px wide")
+      assert.are.same({}, seen.unnamed)
+      local v = seen.after_reload
+      assert.are.same({ true, "1", "1 (file)", "Path", "smtp_password" },
+        { v.from_provider, v.provider, v.provider_text, v.parameter_label, v.parameter })
+      assert.truthy(v.hint:find("provider 1 (file), Path smtp_password", 1, true), v.hint)
+      local doc = get_v2()
+      assert.are.same({ SecretValue = cjson.null, Parameters = { Path = "smtp_password" }, Provider = 1 }, doc.RelayPassword)
+      -- The typed user name replaced the reference.
+      assert.are.same({ "CORP\\svc-typed", cjson.null, false },
+        { seen.username_after_reload, seen.username_readonly, seen.replace_visible })
+      assert.are.same({ SecretValue = "CORP\\svc-typed", Parameters = cjson.null, Provider = cjson.null }, doc.RelayUsername)
+    end)
+
+    it("names the provider as the stage when a reference cannot be read at test time", function()
+      store(provider_profile(), psrv)
+      local before = #env_smtp:messages()
+      local seen = browse("provider-unreadable", { url = purl, env_name = UNSET_VAR, recipient = "pki-team@example.com" })
+      shows(seen, "bad", "Test failed at: reading the secret from its provider", { "not set in the server's environment", "502" })
+      assert.truthy(seen.password_error:find("provider 2", 1, true), seen.password_error)
+      assert.are.equal(before, #env_smtp:messages())
+    end)
   end)
 end)

@@ -1,8 +1,9 @@
 // The SMTP configuration page. It is a client of the HTTP API like any
 // other: Basic credentials of an API user, X-Keyfactor-Requested-With,
-// version 2 of the API (so the OAuth fields show), and X-Kfsmtp-Details
-// for the stage, the server's reply, TLS facts and the transcript. The
-// credentials live in this page's memory only: a reload asks again.
+// version 2 of the API (so the OAuth fields show; its credentials are
+// Keyfactor's secret objects), and X-Kfsmtp-Details for the stage, the
+// server's reply, TLS facts and the transcript. The credentials live in
+// this page's memory only: a reload asks again.
 "use strict";
 
 (function () {
@@ -11,8 +12,10 @@
   const MODIFY = "/system_settings/modify/";
   // Each secret belongs to one RelayAuthenticationType.
   const SECRET_OF_TYPE = { 2: "RelayPassword", 3: "ClientSecret" };
-  const TEXT_FIELDS = ["Host", "SenderName", "SenderAccount", "RelayUsername",
-    "ClientId", "TokenEndpoint", "Scope", "Audience"];
+  const TEXT_FIELDS = ["Host", "SenderName", "SenderAccount", "TokenEndpoint", "Scope", "Audience"];
+  // Version 2 gives these as secret objects that show their value
+  // (SecretValue), or where it lives when it is a provider reference.
+  const SHOWN_SECRETS = ["RelayUsername", "ClientId"];
   const STAGES = {
     validate: "checking the settings",
     resolve: "looking up the host name",
@@ -25,11 +28,28 @@
     rcpt: "recipient (RCPT TO)",
     data: "message (DATA)",
     token: "OAuth token endpoint",
+    secret: "reading the secret from its provider",
+  };
+  // A secret provider's type says the one parameter that finds a secret
+  // in it (kfsmtp.secrets).
+  const PARAMETER_OF_TYPE = { file: "Path", env: "Name" };
+  const PARAMETER_HINT = {
+    Path: "The file's path inside the provider's folder, e.g. smtp_password.",
+    Name: "An environment variable the operator lets this provider read, e.g. SMTP_PASSWORD.",
   };
 
   const $ = (id) => document.getElementById(id);
   let authorization = null;
   let canModify = false;
+  // A RelayUsername or ClientId that is a provider reference, as loaded:
+  // sent back unchanged until someone chooses to type a value instead.
+  let shownReferences = {};
+  // The server's secret providers, [{ id, type }], from
+  // X-Kfsmtp-Secret-Providers: none, and the page offers no choice.
+  let providers = [];
+  // What is stored for RelayPassword and ClientSecret: null (nothing),
+  // "value", or the reference { Provider, Parameters }.
+  let storedSecrets = {};
 
   function basicAuthorization(user, password) {
     // UTF-8, as the server's WWW-Authenticate (charset="UTF-8") asks.
@@ -104,7 +124,8 @@
 
   function showFieldError(field, message) {
     if (field === "SenderAddress") field = "SenderAccount";
-    const input = $(field);
+    // A secret taken from a provider is refused for its parameter.
+    const input = isSecretField(field) && sourceOf(field) === "provider" ? $(field + "-parameter") : $(field);
     const slot = $(field + "-error");
     if (!input || !slot || input.closest("[hidden]")) return false;
     slot.textContent = message;
@@ -125,19 +146,174 @@
     $("RelayUsername-label").textContent = type === "3" ? "Mailbox (RelayUsername)" : "Relay user name";
   }
 
+  function isReference(secret) {
+    return secret !== null && typeof secret === "object" && secret.Provider !== null && secret.Provider !== undefined;
+  }
+
+  // "from provider 2 (Name SMTP_USER)": where, never what.
+  function describeReference(ref) {
+    const [param, where] = Object.entries(ref.Parameters || {})[0] || [];
+    return "from provider " + ref.Provider + (param ? " (" + param + " " + where + ")" : "");
+  }
+
+  // ------------------------------------------------------------------
+  // RelayPassword and ClientSecret: a value typed here (empty keeps the
+  // stored one), or, where the server has providers, a reference to one.
+
+  function isSecretField(name) {
+    return Object.values(SECRET_OF_TYPE).includes(name);
+  }
+
+  // "1=file, 2=env" --> [{ id: 1, type: "file" }, { id: 2, type: "env" }].
+  function parseProviders(header) {
+    const list = [];
+    for (const part of (header || "").split(",")) {
+      const m = /^\s*(\d+)\s*=\s*([\w-]+)\s*$/.exec(part);
+      if (m) list.push({ id: Number(m[1]), type: m[2] });
+    }
+    return list;
+  }
+
+  function providerById(id) {
+    return providers.find((p) => p.id === id) || null;
+  }
+
+  function sourceOf(name) {
+    return providers.length > 0 && $(name + "-source-provider").checked ? "provider" : "value";
+  }
+
+  // The parameter the chosen provider takes; for one the server no longer
+  // has, the one the stored reference gives.
+  function parameterOf(name) {
+    const id = Number($(name + "-provider").value);
+    const p = providerById(id);
+    if (p) return PARAMETER_OF_TYPE[p.type] || "Name";
+    const stored = storedSecrets[name];
+    const given = isReference(stored) && stored.Provider === id ? Object.keys(stored.Parameters)[0] : null;
+    return given || "Name";
+  }
+
+  function secretHint(name) {
+    const what = name === "ClientSecret" ? "client secret" : "password";
+    const stored = storedSecrets[name];
+    const fromProvider = sourceOf(name) === "provider";
+    if (!stored) return "None is stored yet.";
+    if (stored === "value") {
+      const said = "A " + what + " is stored; it is never shown.";
+      if (!canModify) return said;
+      return said + (fromProvider ? " Saving a provider reference replaces it." : " Leave this empty to keep it, or type a new one.");
+    }
+    const p = providerById(stored.Provider);
+    const [param, where] = Object.entries(stored.Parameters)[0] || [];
+    const said = "The " + what + " is read from provider " + stored.Provider + " (" + (p ? p.type : "not configured now") + ")"
+      + (param ? ", " + param + " " + where : "") + ", when it is needed; its value is never shown.";
+    if (!canModify || fromProvider) return said;
+    return said + " Leave this empty to keep that reference, or type a " + what + " to store instead.";
+  }
+
+  // Shows the controls of the chosen source, the parameter's name, and
+  // the hint that goes with both.
+  function showSource(name) {
+    const fromProvider = sourceOf(name) === "provider";
+    $(name).hidden = fromProvider;
+    $(name + "-reference").hidden = !fromProvider;
+    const param = parameterOf(name);
+    $(name + "-parameter-label").textContent = param;
+    $(name + "-parameter-hint").textContent = PARAMETER_HINT[param] || "";
+    $(name + "-stored").textContent = secretHint(name);
+  }
+
+  function fillStoredSecret(name, stored) {
+    storedSecrets[name] = stored;
+    const ref = isReference(stored) ? stored : null;
+    const select = $(name + "-provider");
+    const options = providers.map((p) => el("option", { value: String(p.id) }, p.id + " (" + p.type + ")"));
+    // A reference to a provider the server has no more still shows.
+    if (ref && !providerById(ref.Provider)) {
+      options.push(el("option", { value: String(ref.Provider) }, ref.Provider + " (not configured now)"));
+    }
+    select.replaceChildren(...options);
+    if (ref) select.value = String(ref.Provider);
+    $(name + "-parameter").value = ref ? Object.values(ref.Parameters)[0] || "" : "";
+    $(name + "-source-" + (ref && providers.length > 0 ? "provider" : "value")).checked = true;
+    $(name + "-source").hidden = providers.length === 0;
+    $(name).value = "";
+    $(name).placeholder = stored ? "(stored, unchanged)" : "";
+    showSource(name);
+  }
+
   function showStoredSecrets(profile) {
     for (const [type, name] of Object.entries(SECRET_OF_TYPE)) {
-      const isStored = profile.RelayAuthenticationType === Number(type);
-      const what = name === "ClientSecret" ? "client secret" : "password";
-      $(name + "-stored").textContent = !isStored ? "None is stored yet."
-        : "A " + what + " is stored; it is never shown." + (canModify ? " Leave this empty to keep it, or type a new one." : "");
-      $(name).value = "";
-      $(name).placeholder = isStored ? "(stored, unchanged)" : "";
+      const secret = profile[name];
+      const stored = isReference(secret) ? { Provider: secret.Provider, Parameters: secret.Parameters || {} }
+        : profile.RelayAuthenticationType === Number(type) ? "value" : null;
+      fillStoredSecret(name, stored);
     }
+  }
+
+  // The secret as the request sends it: a reference, a typed value, or
+  // nothing (keep the stored one, which the API does by itself).
+  function secretOf(name) {
+    if (sourceOf(name) === "provider") {
+      return { Provider: Number($(name + "-provider").value), Parameters: { [parameterOf(name)]: $(name + "-parameter").value.trim() } };
+    }
+    return $(name).value !== "" ? { SecretValue: $(name).value } : undefined;
+  }
+
+  // ------------------------------------------------------------------
+  // RelayUsername and ClientId: shown, or where they live.
+
+  function fillShownSecret(name, secret) {
+    const input = $(name);
+    const ref = isReference(secret) ? { Provider: secret.Provider, Parameters: secret.Parameters || {} } : null;
+    if (ref) shownReferences[name] = ref; else delete shownReferences[name];
+    input.value = ref ? describeReference(ref) : (secret && typeof secret === "object" ? secret.SecretValue || "" : secret || "");
+    // Read-only while it stands for the reference: an edit would be taken
+    // for a value.
+    input.readOnly = ref !== null || !canModify;
+    input.toggleAttribute("data-reference", ref !== null);
+    $(name + "-replace").hidden = ref === null || !canModify;
+  }
+
+  function shownSecret(name) {
+    return shownReferences[name] || { SecretValue: $(name).value.trim() };
+  }
+
+  function replaceShownReference(name) {
+    delete shownReferences[name];
+    const input = $(name);
+    input.removeAttribute("data-reference");
+    input.readOnly = false;
+    input.value = "";
+    $(name + "-replace").hidden = true;
+    input.focus();
+  }
+
+  // ------------------------------------------------------------------
+  // The whole form.
+
+  // RequestHeaders as text, one "Name: Value" a line, and back. A line
+  // without a colon is a name with an empty value; the API judges both.
+  function headersText(list) {
+    return (list || []).map((h) => h.Name + ": " + h.Value).join("\n");
+  }
+
+  function headersList(text) {
+    const list = [];
+    for (const raw of text.split(/\r?\n/)) {
+      const line = raw.trim();
+      if (line === "") continue;
+      const colon = line.indexOf(":");
+      list.push(colon < 0 ? { Name: line, Value: "" }
+        : { Name: line.slice(0, colon).trim(), Value: line.slice(colon + 1).trim() });
+    }
+    return list;
   }
 
   function fill(profile) {
     for (const name of TEXT_FIELDS) $(name).value = profile[name] || "";
+    $("RequestHeaders").value = headersText(profile.RequestHeaders);
+    for (const name of SHOWN_SECRETS) fillShownSecret(name, profile[name]);
     $("Port").value = String(profile.Port);
     $("UseSSL").checked = profile.UseSSL === true;
     $("RelayAuthenticationType").value = String(profile.RelayAuthenticationType);
@@ -145,8 +321,7 @@
     showAuthFields();
   }
 
-  // The request body, from the form. Secrets only when typed: an empty
-  // one means "keep the stored one", which the API does by itself.
+  // The request body, from the form.
   function collect() {
     const type = Number($("RelayAuthenticationType").value);
     const port = $("Port").value.trim();
@@ -157,13 +332,15 @@
       SenderName: $("SenderName").value,
       SenderAccount: $("SenderAccount").value.trim(),
       RelayAuthenticationType: type,
-      RelayUsername: type === 0 ? "" : $("RelayUsername").value.trim(),
+      RelayUsername: type === 0 ? { SecretValue: "" } : shownSecret("RelayUsername"),
     };
     if (type === 3) {
-      for (const name of ["ClientId", "TokenEndpoint", "Scope", "Audience"]) req[name] = $(name).value.trim();
+      req.ClientId = shownSecret("ClientId");
+      for (const name of ["TokenEndpoint", "Scope", "Audience"]) req[name] = $(name).value.trim();
+      req.RequestHeaders = headersList($("RequestHeaders").value);
     }
-    const secret = SECRET_OF_TYPE[type];
-    if (secret && $(secret).value !== "") req[secret] = { SecretValue: $(secret).value };
+    const secret = SECRET_OF_TYPE[type] && secretOf(SECRET_OF_TYPE[type]);
+    if (secret) req[SECRET_OF_TYPE[type]] = secret;
     return req;
   }
 
@@ -174,10 +351,12 @@
   }
 
   function setReadOnly(readOnly) {
-    for (const input of $("profile").querySelectorAll("input")) {
-      if (input.type === "checkbox") input.disabled = readOnly; else input.readOnly = readOnly;
+    for (const input of $("profile").querySelectorAll("input, textarea")) {
+      if (input.type === "checkbox" || input.type === "radio") input.disabled = readOnly;
+      else input.readOnly = readOnly || input.hasAttribute("data-reference");
     }
-    $("RelayAuthenticationType").disabled = readOnly;
+    for (const name of SHOWN_SECRETS) $(name + "-replace").hidden = readOnly || !shownReferences[name];
+    for (const select of $("profile").querySelectorAll("select")) select.disabled = readOnly;
     $("save-actions").hidden = readOnly;
     $("read-only-note").hidden = !readOnly;
     $("test-section").hidden = readOnly;
@@ -188,6 +367,7 @@
     if (r.status !== 200) return r;
     const granted = (r.headers.get("X-Kfsmtp-Permissions") || "").split(" ");
     canModify = granted.includes(MODIFY);
+    providers = parseProviders(r.headers.get("X-Kfsmtp-Secret-Providers"));
     fill(r.doc);
     return r;
   }
@@ -232,8 +412,12 @@
   function signOut() {
     authorization = null;
     canModify = false;
+    shownReferences = {};
+    providers = [];
     clearFieldErrors();
     $("profile").reset();
+    for (const name of Object.values(SECRET_OF_TYPE)) fillStoredSecret(name, null);
+    for (const name of SHOWN_SECRETS) fillShownSecret(name, null);
     $("test").reset();
     $("result").hidden = true;
     $("result").replaceChildren();
@@ -400,6 +584,12 @@
       setStatus($("save-status"), r.status === 200 ? "Showing the stored settings." : ("Could not load: " + (r.doc.Message || r.status)), r.status === 200 ? null : "bad");
     });
     $("RelayAuthenticationType").addEventListener("change", showAuthFields);
+    for (const name of SHOWN_SECRETS) $(name + "-replace").addEventListener("click", () => replaceShownReference(name));
+    for (const name of Object.values(SECRET_OF_TYPE)) {
+      for (const id of [name + "-source-value", name + "-source-provider", name + "-provider"]) {
+        $(id).addEventListener("change", () => showSource(name));
+      }
+    }
     $("test").addEventListener("submit", (event) => { event.preventDefault(); runTest(null); });
     $("check").addEventListener("click", () => runTest($("QuitAfter").value));
     showAuthFields();

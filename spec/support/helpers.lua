@@ -250,7 +250,9 @@ local Nginx = {}
 Nginx.__index = Nginx
 
 -- start_nginx{ workers = 1, users = { {name, password, perms}... },
---   extra = 'lua table fields pasted into serve{}' } --> server
+--   extra = 'lua table fields pasted into serve{}',
+--   env = { NAME = "value" } (in nginx's environment, and kept for its
+--   workers by an env directive) } --> server
 -- Debian's nginx with lua-nginx-module, serving this checkout's LuaJIT build.
 function H.start_nginx(opts)
   opts = opts or {}
@@ -261,10 +263,19 @@ function H.start_nginx(opts)
     assert(users.add(n.users_file, u[1], u[2], u[3]))
   end
   n.port = H.closed_port()
-  local out, ok = H.sh(("sh scripts/nginx-conf.sh %s %d %s %s %d %s"):format(H.q(dir), n.port,
-    H.q(n.store), H.q(n.users_file), opts.workers or 1, H.q(opts.extra or "")))
+  -- The values travel in a file the shell reads, so that no process's
+  -- argv shows them (they may be secrets).
+  local names, exports = {}, {}
+  for name, value in pairs(opts.env or {}) do
+    names[#names + 1] = name
+    exports[#exports + 1] = ("export %s=%s\n"):format(name, H.q(value))
+  end
+  local env_file = dir .. "/env"
+  H.write(env_file, table.concat(exports))
+  local out, ok = H.sh(("KFSMTP_NGINX_ENV=%s sh scripts/nginx-conf.sh %s %d %s %s %d %s"):format(H.q(table.concat(names, " ")),
+    H.q(dir), n.port, H.q(n.store), H.q(n.users_file), opts.workers or 1, H.q(opts.extra or "")))
   assert(ok, out)
-  out, ok = H.sh((H.plain .. "nginx -p %s -c %s/nginx.conf"):format(H.q(dir), H.q(dir)))
+  out, ok = H.sh(H.plain .. "sh -c " .. H.q((". %s && exec nginx -p %s -c %s/nginx.conf"):format(H.q(env_file), H.q(dir), H.q(dir))))
   assert(ok, out .. (H.read(dir .. "/logs/error.log") or ""))
   local deadline = H.now_ms() + 10000
   while true do
