@@ -8,7 +8,9 @@
 # the run folder and the store. Secret provider 1 (type file) reads files
 # from KFSMTP_SECRETS_DIR (default serve-run/secrets, made mode 0700), so a
 # version 2 client can store {"Provider": 1, "Parameters": {"Path": "..."}}
-# instead of a password.
+# instead of a password. KFSMTP_SECRET_ENV (variable names, separated by
+# spaces) adds provider 2 (type env) for those variables, which nginx then
+# keeps for its workers.
 set -eu
 # The password goes to `bin/kfsmtp user-add` alone: out of the environment
 # before anything starts, so nginx and the capture server never hold it.
@@ -63,15 +65,23 @@ fi
 KFSMTP_USER_PASSWORD=$admin_password bin/kfsmtp user-add admin \
   --users-file "$run/users.json" --permissions all > /dev/null
 
-sh scripts/nginx-conf.sh "$run" "$PORT" "$store" "$run/users.json" 2 \
-  "secret_providers = { [1] = { type = \"file\", dir = \"$secrets\" } },"
+providers="[1] = { type = \"file\", dir = \"$secrets\" },"
+env_names=""
+if [ -n "${KFSMTP_SECRET_ENV:-}" ]; then
+  set -f
+  for name in $KFSMTP_SECRET_ENV; do env_names="$env_names\"$name\", "; done
+  set +f
+  providers="$providers [2] = { type = \"env\", names = { $env_names} },"
+fi
+KFSMTP_NGINX_ENV=${KFSMTP_SECRET_ENV:-} sh scripts/nginx-conf.sh "$run" "$PORT" "$store" "$run/users.json" 2 \
+  "secret_providers = { $providers },"
 nginx -p "$run" -c "$run/nginx.conf"
 
 base="http://127.0.0.1:$PORT/KeyfactorAPI"
 cat <<MSG
 kfsmtp API on $base (nginx, 2 workers; logs in serve-run/logs/)
 store: $store   users: serve-run/users.json   capture SMTP server: 127.0.0.1:$smtp_port
-secret provider 1 (file): $secrets
+secret provider 1 (file): $secrets${KFSMTP_SECRET_ENV:+   secret provider 2 (env): $KFSMTP_SECRET_ENV}
 MSG
 if [ -n "$generated" ]; then
   echo "administrator: admin / $admin_password   (generated, shown once; set KFSMTP_ADMIN_PASSWORD to choose it)"

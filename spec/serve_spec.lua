@@ -8,10 +8,10 @@ local PASSWORD = "Serve-Admin-Passw0rd-4711"
 
 -- Starts scripts/serve.sh in dir (PATH_PREFIX first on PATH, if given)
 -- and waits until it is ready --> run folder, port, serve.sh's pid.
-local function start_serve(dir, path_prefix)
+local function start_serve(dir, path_prefix, env)
   local run, port = dir .. "/run", H.closed_port()
-  H.exec(("%s%sKFSMTP_ADMIN_PASSWORD=%s KFSMTP_SERVE_DIR=%s KFSMTP_STORE=%s PORT=%d sh scripts/serve.sh > %s 2>&1 & echo $! > %s"):format(
-    H.plain, path_prefix and ("PATH=%s:\"$PATH\" "):format(H.q(path_prefix)) or "", H.q(PASSWORD), H.q(run),
+  H.exec(("%s%s%sKFSMTP_ADMIN_PASSWORD=%s KFSMTP_SERVE_DIR=%s KFSMTP_STORE=%s PORT=%d sh scripts/serve.sh > %s 2>&1 & echo $! > %s"):format(
+    H.plain, path_prefix and ("PATH=%s:\"$PATH\" "):format(H.q(path_prefix)) or "", env or "", H.q(PASSWORD), H.q(run),
     H.q(dir .. "/store.json"), port, H.q(dir .. "/out"), H.q(dir .. "/pid")))
   local serve_pid = tonumber(H.read(dir .. "/pid"))
   finally(function() H.exec("kill " .. serve_pid .. " 2>/dev/null") end)
@@ -57,7 +57,10 @@ describe("make serve", function()
   end)
 
   it("serves a version 2 client unchanged: GET, PUT and Test, with a stored secret and with a reference", function()
-    local run, port = start_serve(H.tmpdir())
+    -- Provider 2 (env) for a variable whose value is not the relay's
+    -- password: a test with it must fail at auth, which shows the value
+    -- reached the relay through nginx.
+    local run, port = start_serve(H.tmpdir(), nil, "KFSMTP_SECRET_ENV=KFSMTP_SERVE_PW KFSMTP_SERVE_PW=not-the-password ")
     local smtp_port = tonumber(H.read(run .. "/smtp/port"))
     local relay_password = (H.read(run .. "/secrets/relay"):gsub("\n$", ""))
     -- As Keyfactor's Go client sends them (x-keyfactor-api-version: 2,
@@ -88,5 +91,14 @@ describe("make serve", function()
       local meta = cjson.decode(H.read(("%s/smtp/msg-%d.json"):format(run, round)))
       assert.are.equal("svc", meta.auth_login)
     end
+    profile.RelayPassword = { Provider = 2, Parameters = { Name = "KFSMTP_SERVE_PW" } }
+    assert.are.equal(200, (call("PUT", "/SMTP", profile)))
+    local test = {}
+    for k, v in pairs(profile) do test[k] = v end
+    test.RelayPassword, test.TestRecipient = nil, "ops@example.com"
+    local status, body = call("POST", "/SMTP/Test", test)
+    assert.are.equal(502, status, body)
+    assert.are.equal("0xA0530050", cjson.decode(body).ErrorCode, body)
+    assert.falsy(body:find("not-the-password", 1, true))
   end)
 end)
