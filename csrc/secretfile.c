@@ -2,12 +2,13 @@
  * Docker's /run/secrets, a Kubernetes secret volume, systemd's
  * $CREDENTIALS_DIRECTORY. Links are followed, since Kubernetes makes each
  * key a link into ..data/, but what was opened must lie inside the
- * folder's real path. That is checked on the open descriptor (the link
+ * folder's real path. That is checked on the descriptor (the link
  * /proc/self/fd/N), not on the name beforehand, so a link swapped between
- * a check and the open cannot lead out. Then only a regular file, owned by
- * this process's user or root and closed to others, is read; it is opened
- * without blocking, so a FIFO or device planted there cannot hang the
- * reader. A file longer than max is refused rather than cut: a cut secret
+ * a check and the open cannot lead out. The first open is O_PATH, which
+ * opens nothing for reading: a FIFO or a device a link leads to is
+ * neither blocked on nor woken (some devices act when opened) before it is
+ * refused. Only a regular file, owned by this process's user or root and
+ * closed to others, is then reopened through that descriptor and read. A file longer than max is refused rather than cut: a cut secret
  * fails later, far from its cause. No message carries a byte of the file. */
 #include <errno.h>
 #include <fcntl.h>
@@ -103,9 +104,9 @@ static kf_secret_kind secret_check_read(int fd, const char *real, const char *di
                                         const char *path, size_t max, kf_buf *out,
                                         kf_buf *why) {
     char proc[64], where[PATH_MAX], err[128];
-    struct stat st;
+    struct stat st, opened;
     ssize_t n;
-    int rc;
+    int rc, rfd;
     snprintf(proc, sizeof proc, "/proc/self/fd/%d", fd);
     n = readlink(proc, where, sizeof where);
     if (n < 0 || (size_t)n >= sizeof where) {
@@ -144,10 +145,24 @@ static kf_secret_kind secret_check_read(int fd, const char *real, const char *di
         return secret_refuse(why, KF_SECRET_PERMISSIONS, dir, path,
                              "is open to other users (mode %04o): run chmod o-rwx on it",
                              (unsigned)(st.st_mode & 07777));
+    /* Through the checked descriptor, so the same file; O_NONBLOCK stays
+     * for the case it changed type in between (then refused below). */
+    rfd = open(proc, O_RDONLY | O_NONBLOCK | O_CLOEXEC | O_NOCTTY);
+    if (rfd < 0)
+        return secret_refuse(why, KF_SECRET_UNREADABLE, dir, path,
+                             "cannot be opened (%s): check that uid %lu may read it",
+                             secret_strerror(errno, err, sizeof err), (unsigned long)geteuid());
+    if (fstat(rfd, &opened) != 0 || opened.st_dev != st.st_dev || opened.st_ino != st.st_ino ||
+        !S_ISREG(opened.st_mode)) {
+        close(rfd);
+        return secret_refuse(why, KF_SECRET_UNREADABLE, dir, path,
+                             "changed while it was being checked: try again");
+    }
     /* The size seen now only spares reading a file plainly too large; the
      * read itself stops one byte past max whatever the file became. */
     rc = (st.st_size >= 0 && (unsigned long long)st.st_size > max) ? -ERANGE
-                                                                  : secret_read_fd(fd, max, out);
+                                                                  : secret_read_fd(rfd, max, out);
+    close(rfd);
     if (rc == 0) return KF_SECRET_OK;
     if (out->data) explicit_bzero(out->data, out->cap);
     kf_buf_clear(out);
@@ -182,7 +197,7 @@ kf_secret_kind kf_secret_read(const char *dir, const char *path, size_t max, kf_
         return secret_refuse(why, KF_SECRET_UNREADABLE, dir, path, "cannot be opened (%s): retry",
                              secret_strerror(ENOMEM, err, sizeof err));
     }
-    fd = open(full.data, O_RDONLY | O_NONBLOCK | O_CLOEXEC | O_NOCTTY);
+    fd = open(full.data, O_PATH | O_CLOEXEC);
     e = errno;
     kf_buf_free(&full);
     if (fd < 0) {

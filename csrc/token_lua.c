@@ -10,15 +10,16 @@
 
 /* "Name: Value": a token (RFC 9110's tchar) before the colon, and no CR
  * or LF after it (the door refused NUL), so no entry can end its line and
- * start another header, or the body. Which names may be sent is Lua's
- * rule. */
+ * start another header, or the body; or "Name;", libcurl's form for a
+ * header sent with an empty value (it drops "Name:"). Which names may be
+ * sent is Lua's rule. */
 static int ltok_header_ok(const char *h) {
     static const char tchar[] = "!#$%&'*+-.^_`|~";
     const char *p = h;
     while ((*p >= 'a' && *p <= 'z') || (*p >= 'A' && *p <= 'Z') || (*p >= '0' && *p <= '9') ||
            (*p && strchr(tchar, *p)))
         p++;
-    return p > h && *p == ':' && !strpbrk(p, "\r\n");
+    return p > h && ((*p == ':' && !strpbrk(p, "\r\n")) || (p[0] == ';' && p[1] == '\0'));
 }
 
 /* fetch_token{endpoint, client_id, client_secret, scope, audience,

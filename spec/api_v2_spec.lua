@@ -91,6 +91,11 @@ describe("version 2's models in Lua", function()
     assert(store:update({ Host = "smtp.office365.com", Port = 587, RelayAuthenticationType = 3, UseSSL = true,
       SenderAccount = "pki@example.com" }))
     assert.are.same({ { Name = "X-Tenant", Value = "contoso" } }, store:get(V2).RequestHeaders)
+    -- Not with another endpoint: they may carry a gateway's key.
+    assert(store:update({ Host = "smtp.office365.com", Port = 587, RelayAuthenticationType = 3, UseSSL = true,
+      SenderAccount = "pki@example.com", TokenEndpoint = "https://elsewhere.example.net/token", ClientSecret = "cs" }))
+    assert.are.same({}, store:get(V2).RequestHeaders)
+    assert(store:update(cjson.decode(GO_PUT_OAUTH), V2))
     -- An empty list clears them.
     local body = cjson.decode(GO_PUT_OAUTH)
     body.RequestHeaders = {}

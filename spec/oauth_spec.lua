@@ -174,7 +174,7 @@ describe("the token request's extra headers (core.fetch_token's headers)", funct
   end
 
   it("sends each one, in order, after Accept", function()
-    local r = fetch { "X-Api-Key: gw-key-7f3c", "Ocp-Apim-Trace: true", "X-Colons: a: b:c" }
+    local r = fetch { "X-Api-Key: gw-key-7f3c", "Ocp-Apim-Trace: true", "X-Colons: a: b:c", "X-Empty;" }
     assert.is_true(r.ok, r.curl_error)
     assert.are.equal(200, r.http_status)
     local names, values, last = received()
@@ -182,6 +182,8 @@ describe("the token request's extra headers (core.fetch_token's headers)", funct
     assert.are.equal("gw-key-7f3c", values["x-api-key"])
     assert.are.equal("true", values["ocp-apim-trace"])
     assert.are.equal("a: b:c", values["x-colons"])
+    -- "Name;" is libcurl's form for an empty value.
+    assert.are.equal("", values["x-empty"])
     assert.are.equal("application/json", values.accept)
     local accept, key, trace = position(names, "Accept"), position(names, "X-Api-Key"), position(names, "Ocp-Apim-Trace")
     assert.is_true(accept < key and key < trace, table.concat(names, ", "))
@@ -226,7 +228,8 @@ describe("the token request's extra headers (core.fetch_token's headers)", funct
       { { "no colon" }, "headers[1]" },
       { { ": no name" }, "headers[1]" },
       { { "Bad Name: x" }, "headers[1]" },
-      { { "X-Semi;" }, "headers[1]" },
+      { { "X-Semi;x" }, "headers[1]" },
+      { { "X-Semi; x" }, "headers[1]" },
       { { "X-A: 1", 42 }, "headers[2]" },
       { { "X-A: 1", nil, "X-C: 3" }, "headers[2]" },
       { { x = "X-A: 1" }, "headers[1]" },

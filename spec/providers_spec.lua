@@ -240,6 +240,21 @@ describe("secret providers", function()
     end)
   end)
 
+  it("masks whatever a provider gave, a user name too, when a server echoes it", function()
+    -- A caller points RelayUsername at a secret the provider holds; the
+    -- server quotes the login it refused.
+    local echo = H.start_hostile { behaviour = "echo_auth", mechs = "LOGIN" }
+    finally(function() echo:stop() end)
+    local _, err = store:test({ Host = "127.0.0.1", Port = echo.port, RelayAuthenticationType = 2,
+      RelayUsername = ref(1, { Path = "smtp/password" }), RelayPassword = { SecretValue = "not-secret-pw" },
+      SenderAccount = "kf@example.com", SenderName = "", TestRecipient = "ops@example.com" },
+      provider_opts { transcript = true })
+    assert.are.equal("auth", err.stage, err.Message)
+    assert.truthy(all_text(err):find("***", 1, true), err.smtp_reply)
+    never_shows(FILE_SECRET, err, tostring(err))
+    never_shows(require("kfsmtp.core").base64(FILE_SECRET), err)
+  end)
+
   describe("with hosts", function()
     it("gives its secrets to the listed SMTP hosts only, at entry and at test time", function()
       local with_hosts = { [1] = providers[1], [3] = { type = "file", dir = dir .. "/secrets", hosts = { "LOCALHOST." } } }

@@ -53,8 +53,7 @@ local function read_entry(i, entry)
     return bad(i, ".Name is required: give the header's name, such as X-Tenant")
   end
   if #name > MAX_NAME or not name:match(NAME_PATTERN) then
-    return bad(i, (".Name %q is not a header name (letters, digits and !#$%%&'*+-.^_`|~, at most %d)"):format(
-      name:sub(1, MAX_NAME), MAX_NAME))
+    return bad(i, (".Name is not a header name (letters, digits and !#$%%&'*+-.^_`|~, at most %d)"):format(MAX_NAME))
   end
   if RESERVED[name:lower()] then
     return bad(i, (".Name %s is set by kfsmtp itself (it decides where the token request goes and what it carries): choose another header"):format(name))
@@ -106,10 +105,14 @@ function _M.read(v)
   return list
 end
 
--- The header lines for the token request: { "Name: Value", ... }.
+-- The header lines for the token request: { "Name: Value", ... }; an
+-- empty value as "Name;", which libcurl sends as "Name:" (it drops a
+-- "Name:" line, taking it for "remove this header").
 function _M.lines(list)
   local lines = {}
-  for i, h in ipairs(list or {}) do lines[i] = h.Name .. ": " .. h.Value end
+  for i, h in ipairs(list or {}) do
+    lines[i] = h.Value == "" and h.Name .. ";" or h.Name .. ": " .. h.Value
+  end
   return lines
 end
 

@@ -107,14 +107,19 @@ local function read_parameters(name, v)
   if type(v) ~= "table" then
     return nil, errors.field(name, ("%s.Parameters must be an object of names and texts, not a %s."):format(name, describe(v)))
   end
-  local out = {}
+  local out, seen = {}, {}
   for k, x in pairs(v) do
     if type(k) ~= "string" or type(x) ~= "string" then
-      return nil, errors.field(name, ("%s.Parameters must map names to texts (%s holds a %s)."):format(
-        name, tostring(k), describe(x)))
+      return nil, errors.field(name, ("%s.Parameters must map names to texts, not to a %s."):format(name, describe(x)))
     end
+    -- A refused name is not quoted: it may hold the very line break refused.
     local why = core.check_text(k) or core.check_text(x)
-    if why then return nil, errors.field(name, ("%s.Parameters.%s %s."):format(name, k, why)) end
+    if why then return nil, errors.field(name, ("%s.Parameters: a name or value %s."):format(name, why)) end
+    if seen[k:lower()] then
+      return nil, errors.field(name, ("%s.Parameters.%s is given twice (in another letter case): send it once."):format(name, k),
+        "ambiguous_field")
+    end
+    seen[k:lower()] = true
     out[k] = x
   end
   return out

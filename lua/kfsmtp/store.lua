@@ -65,15 +65,18 @@ end
 local function replace(self, t)
   local current, err = self:read()
   if not current then return nil, err end
-  -- Like the OAuth fields they serve, headers a request leaves out (as
-  -- version 1 always does) are kept.
-  if t.RequestHeaders == nil then t.RequestHeaders = current.RequestHeaders end
   if t.RelayAuthenticationType == profile.AUTH_OAUTH then
     err = profile.resolve_oauth(t, current)
     if err then return nil, err end
   elseif t.RelayAuthenticationType == profile.AUTH_PASSWORD then
     t.RelayPassword, err = profile.stored_password(t, current)
     if err then return nil, err end
+  end
+  -- Like the OAuth fields they serve, headers a request leaves out (as
+  -- version 1 always does) are kept, but only with the endpoint they were
+  -- entered for: they may carry a gateway's key.
+  if t.RequestHeaders == nil and t.TokenEndpoint == current.TokenEndpoint then
+    t.RequestHeaders = current.RequestHeaders
   end
   local record = profile.record(t)
   local ok

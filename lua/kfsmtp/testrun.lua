@@ -30,9 +30,13 @@ local function credentials(store, t, opts)
     stored, err = store:load()
     if not stored then return nil, err end
   end
-  local values = {}
+  -- Whatever a provider gives is masked in the answer, names too: a
+  -- caller may point RelayUsername or ClientId at any secret a provider
+  -- holds, and a server may echo those.
+  local values, from_providers = {}, {}
   local function resolve(name, v)
     values[name], err = secrets.resolve(name, v, providers, profile.destination(t, name))
+    if secrets.is_reference(v) and values[name] then from_providers[#from_providers + 1] = values[name] end
     return err
   end
   if auth == profile.AUTH_PASSWORD then
@@ -41,7 +45,7 @@ local function credentials(store, t, opts)
     if not password then return nil, err end
     err = resolve("RelayUsername", t.RelayUsername) or resolve("RelayPassword", password)
     if err then return nil, err end
-    return { password = values.RelayPassword, username = values.RelayUsername }
+    return { password = values.RelayPassword, username = values.RelayUsername, from_providers = from_providers }
   end
   err = profile.resolve_oauth(t, stored, tls_mode)
     or resolve("RelayUsername", t.RelayUsername) or resolve("ClientId", t.ClientId)
@@ -55,6 +59,7 @@ local function credentials(store, t, opts)
       scope = t.Scope, audience = t.Audience, headers = request_headers.lines(headers) },
     -- The mailbox the token lets the app send as.
     username = values.RelayUsername ~= "" and values.RelayUsername or t.SenderAccount,
+    from_providers = from_providers,
   }
 end
 
@@ -236,6 +241,7 @@ function _M.run(store, req, opts)
   }
   -- The secrets this test sends, masked in all it returns.
   local sent = { creds.password or false, creds.client and creds.client.client_secret or false }
+  for _, v in ipairs(creds.from_providers or {}) do sent[#sent + 1] = v end
   local r
   r, err = deliver(d, creds, opts, clock, sent)
   local needles = mask.needles(sent)
