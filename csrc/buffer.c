@@ -52,6 +52,17 @@ void kf_buf_line(kf_buf *b, const char *s, size_t n) {
     kf_buf_append(b, s, n);
 }
 
+void kf_buf_quote(kf_buf *b, const char *s) {
+    kf_buf_append(b, "\"", 1);
+    for (; *s; s++) {
+        unsigned char c = (unsigned char)*s;
+        if (c < 0x20 || c == 0x7f) kf_buf_printf(b, "\\x%02x", c);
+        else if (c == '"' || c == '\\') kf_buf_printf(b, "\\%c", c);
+        else kf_buf_append(b, s, 1);
+    }
+    kf_buf_append(b, "\"", 1);
+}
+
 void kf_buf_clear(kf_buf *b) {
     b->len = 0;
     b->oom = 0;

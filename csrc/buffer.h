@@ -21,6 +21,10 @@ KF_HIDDEN void kf_buf_printf(kf_buf *b, const char *fmt, ...)
     __attribute__((format(printf, 2, 3)));
 /* Appends one line of a list whose lines are separated by '\n'. */
 KF_HIDDEN void kf_buf_line(kf_buf *b, const char *s, size_t n);
+/* Appends s in double quotes, control bytes, quotes and backslashes
+ * escaped: a message that names a path stays one line whatever bytes the
+ * operator's path holds. */
+KF_HIDDEN void kf_buf_quote(kf_buf *b, const char *s);
 /* Empties the buffer and keeps its memory. */
 KF_HIDDEN void kf_buf_clear(kf_buf *b);
 KF_HIDDEN void kf_buf_free(kf_buf *b);

@@ -24,19 +24,6 @@
 const char *const kf_secret_kind_names[KF_SECRET_KIND_COUNT] = {
     "ok", "missing", "outside", "not_regular", "owner", "permissions", "too_large", "unreadable"};
 
-/* s in double quotes, control bytes, quotes and backslashes escaped: the
- * message stays one line whatever bytes the operator's path holds. */
-static void secret_quote(kf_buf *b, const char *s) {
-    kf_buf_append(b, "\"", 1);
-    for (; *s; s++) {
-        unsigned char c = (unsigned char)*s;
-        if (c < 0x20 || c == 0x7f) kf_buf_printf(b, "\\x%02x", c);
-        else if (c == '"' || c == '\\') kf_buf_printf(b, "\\%c", c);
-        else kf_buf_append(b, s, 1);
-    }
-    kf_buf_append(b, "\"", 1);
-}
-
 /* why = 'secret file "PATH" in "DIR" REASON.'; returns kind. The reason
  * is built from numbers and the C library's words only. */
 static kf_secret_kind __attribute__((format(printf, 5, 6)))
@@ -49,9 +36,9 @@ secret_refuse(kf_buf *why, kf_secret_kind kind, const char *dir, const char *pat
     va_end(ap);
     kf_buf_clear(why);
     kf_buf_puts(why, "secret file ");
-    secret_quote(why, path);
+    kf_buf_quote(why, path);
     kf_buf_puts(why, " in ");
-    secret_quote(why, dir);
+    kf_buf_quote(why, dir);
     kf_buf_printf(why, " %s.", reason);
     return kind;
 }

@@ -97,6 +97,11 @@ function M.calls(core, ctx)
   local hash = core.password_hash("correct horse", 1000)
   -- A secret the base call reads (store_write makes it 0600).
   assert(core.store_write(dir .. "/secret", "s3cret\n"))
+  -- A key file and a value sealed with it (made once per folder).
+  local key = dir .. "/seal.key"
+  core.key_generate { path = key }
+  local key_id = assert(core.key_id { key_file = key })
+  local sealed = assert(core.seal { key_file = key, plaintext = "s3cret", aad = "kfsmtp/1/RelayPassword" })
   local closed = "127.0.0.1"
   local endpoint = ("http://%s:%d/"):format(closed, ctx.closed)
   return {
@@ -158,6 +163,16 @@ function M.calls(core, ctx)
     -- path tried stays in the test folder (or is refused as outside it).
     { fn = "read_secret_file", base = { dir = dir, path = "secret", max = 64 },
       fields = { { "dir", absolute(PATH) }, { "path", text(PATH) }, { "max", int(1, 1048576) } } },
+    -- Paths tried stay in the test folder; a key made there is refused
+    -- the next time (never overwritten).
+    { fn = "key_generate", base = { path = dir .. "/generated.key" },
+      fields = { { "path", text(PATH), dir .. "/" } } },
+    { fn = "key_id", base = { key_file = key }, fields = { { "key_file", text(PATH), dir .. "/" } } },
+    { fn = "seal", base = { key_file = key, plaintext = "s3cret", aad = "kfsmtp/1/RelayPassword" },
+      fields = { { "key_file", text(PATH), dir .. "/" }, { "plaintext", text(65534) }, { "aad", text(1024) } } },
+    { fn = "unseal", base = { key_file = key, sealed = sealed, aad = "kfsmtp/1/RelayPassword", key_id = key_id },
+      fields = { { "key_file", text(PATH), dir .. "/" }, { "sealed", text(87420) }, { "aad", text(1024) },
+        { "key_id", text(16, true) } } },
     { fn = "base64", base = { "secret" }, args = { { "value", short_bytes(TOKEN) } } },
     { fn = "url_escape", base = { "secret" }, args = { { "value", short_bytes(TOKEN) } } },
   }

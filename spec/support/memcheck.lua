@@ -1,7 +1,8 @@
 -- Exercised under valgrind by spec/memcheck_spec.lua: every C path of the
 -- core (validation, composition, store, successful and failed deliveries,
 -- STARTTLS, OAuth token fetches good, refused and with extra headers,
--- secret files read and refused) a few times, so a leak per call would
+-- secret files read and refused, key files and sealed values made, read
+-- and refused) a few times, so a leak per call would
 -- show as definitely lost.
 -- usage: lua5.4 memcheck.lua STORE_PATH PORT CLOSED_PORT OAUTH_PORT TOKEN_URL CA_FILE
 package.path = "lua/?.lua;" .. package.path
@@ -40,6 +41,24 @@ for i = 1, 3 do
     t.dir = secrets
     assert(select(3, core.read_secret_file(t)) == want, want)
   end
+end
+-- Secrets sealed at rest: keys made, read and refused; values sealed,
+-- opened, and refused for another field, another key or a broken text.
+local key = secrets .. "/seal.key"
+assert(core.key_generate { path = key })
+assert(core.store_write(secrets .. "/broken.key", "kfsmtp-key-v1 0123456789abcdef AAAA\n"))
+for i = 1, 3 do
+  local id = assert(core.key_id { key_file = key })
+  assert(select(3, core.key_generate { path = key }) == "exists")
+  assert(select(3, core.key_id { key_file = secrets .. "/absent.key" }) == "missing")
+  assert(select(3, core.key_id { key_file = secrets .. "/broken.key" }) == "malformed")
+  assert(select(3, core.key_id { key_file = secrets }) == "not_regular")
+  local sealed = assert(core.seal { key_file = key, plaintext = "sealed-" .. i, aad = "kfsmtp/1/RelayPassword" })
+  assert(core.unseal { key_file = key, sealed = sealed, aad = "kfsmtp/1/RelayPassword", key_id = id } == "sealed-" .. i)
+  assert(select(3, core.unseal { key_file = key, sealed = sealed, aad = "kfsmtp/1/ClientSecret" }) == "not_opened")
+  assert(select(3, core.unseal { key_file = key, sealed = sealed, aad = "x", key_id = "0000000000000000" }) == "wrong_key")
+  assert(select(3, core.unseal { key_file = key, sealed = "AAAA", aad = "x" }) == "bad_sealed")
+  assert(select(3, core.seal { key_file = secrets .. "/broken.key", plaintext = "x", aad = "x" }) == "malformed")
 end
 -- After the tests: a token fetched here replaces the one the relay takes.
 local r = core.fetch_token { endpoint = token_url, client_id = "memcheck-app", client_secret = "memcheck-secret",
