@@ -6,6 +6,7 @@ local core = require "kfsmtp.core"
 local cjson = require "cjson.safe"
 local json = kfsmtp.json
 local options = require "kfsmtp.options"
+local sealing = require "kfsmtp.sealing"
 local secrets = require "kfsmtp.secrets"
 
 local _M = {}
@@ -15,6 +16,8 @@ Usage: kfsmtp get    [--api-version 1|2] [--store PATH]
        kfsmtp update [FIELDS] [--replace] [--api-version 1|2] [--store PATH]
        kfsmtp test   --recipient ADDRESS [FIELDS] [TEST OPTIONS] [--store PATH]
        kfsmtp user-add NAME --users-file FILE [--permissions read,modify]
+       kfsmtp keygen FILE
+       kfsmtp rekey --key-file OLD --new-key-file NEW [--store PATH]
 
 Reads, changes and tests the one SMTP profile, like Keyfactor Command's
 GET /SMTP, PUT /SMTP and POST /SMTP/Test. Prints the API's JSON on stdout.
@@ -78,6 +81,17 @@ KFSMTP_SECRET_PROVIDERS, e.g.
 
 Store: --store PATH, else $KFSMTP_STORE, else ./kfsmtp-store.json
 
+Secrets at rest: with a key file, `update` stores a password or client
+secret you enter sealed (AES-256-GCM), and `test` opens it when needed:
+  --key-file FILE           the key file, else $KFSMTP_KEY_FILE; without
+                            one, a secret you enter is stored unencrypted
+  kfsmtp keygen FILE        writes a new key file (mode 0600; never over
+                            an existing file) and prints its key id
+  kfsmtp rekey --key-file OLD --new-key-file NEW
+                            seals every stored secret with NEW (those
+                            sealed with OLD are opened first; nothing is
+                            written unless all open), under the store's lock
+
 Callers of the HTTP API (kfsmtp.openresty) live in a users file:
   kfsmtp user-add 'CORP\alice' --users-file users.json --permissions read,modify
 adds or replaces a user (password from --password-file, --password-env or
@@ -125,7 +139,7 @@ local SWITCHES = { transcript = true, info = true, insecure = true, replace = tr
   help = true, ["use-ssl"] = true, ["no-use-ssl"] = true }
 local VALUE_FLAGS = { store = true, json = true, ["password-file"] = true, ["password-env"] = true,
   ["users-file"] = true, permissions = true, ["client-secret-file"] = true, ["api-version"] = true,
-  ["password-ref"] = true, ["client-secret-ref"] = true }
+  ["password-ref"] = true, ["client-secret-ref"] = true, ["key-file"] = true, ["new-key-file"] = true }
 
 local function usage_error(msg)
   return { usage = msg }
@@ -144,6 +158,8 @@ local function parse(argv)
         a.command = word
       elseif a.command == "user-add" and not a.user then
         a.user = word
+      elseif a.command == "keygen" and not a.path then
+        a.path = word
       else
         return nil, usage_error(("unexpected argument %q"):format(word))
       end
@@ -234,6 +250,22 @@ local function user_add(a, env, out, say)
   return 0
 end
 
+local function keygen(a, out, say)
+  if not a.path then
+    say("kfsmtp: keygen needs the FILE to write the new key to\n")
+    return EXIT.usage
+  end
+  local id, why = sealing.keygen(a.path)
+  if not id then
+    say("kfsmtp: " .. why .. "\n")
+    return EXIT.usage
+  end
+  out(json.encode({ key_file = a.path, key_id = id }, true) .. "\n")
+  say(("kfsmtp: wrote key %s to %s (mode 0600). Keep a copy where the store's backups are not: whoever has both reads the secrets. Use it with KFSMTP_KEY_FILE=%s or --key-file.\n"):format(
+    id, a.path, a.path))
+  return 0
+end
+
 local function exit_code_for(err)
   if err.temporary then return EXIT.temporary end
   if err.stage == "validate" then return EXIT.validate end
@@ -291,7 +323,8 @@ function _M.main(argv, io_)
     return 0
   end
   if a.command == "user-add" then return user_add(a, env, out, say) end
-  if a.command ~= "get" and a.command ~= "update" and a.command ~= "test" then
+  if a.command == "keygen" then return keygen(a, out, say) end
+  if a.command ~= "get" and a.command ~= "update" and a.command ~= "test" and a.command ~= "rekey" then
     say(a.command and ("kfsmtp: unknown command %q\n"):format(a.command) or "kfsmtp: say get, update or test\n")
     say("Run kfsmtp --help for the options.\n")
     return EXIT.usage
@@ -312,10 +345,34 @@ function _M.main(argv, io_)
     out(json.encode(kfsmtp.errors.body(err), true) .. "\n")
     say(("kfsmtp: %s %s%s: %s\n"):format(a.command, err.temporary and "refused for now (temporary)" or "failed",
       err.stage and err.stage ~= "validate" and (" at stage " .. err.stage) or "", err.Message))
+    -- The key file's own words name its path: for the operator's shell,
+    -- never for an API caller.
+    if err.key_file_error then say("kfsmtp: " .. err.key_file_error .. "\n") end
     if err.transcript then
       for _, line in ipairs(err.transcript) do say(line .. "\n") end
     end
     return exit_code_for(err)
+  end
+  local key_file = a.flags["key-file"] or env("KFSMTP_KEY_FILE")
+  if key_file == "" then key_file = nil end
+
+  if a.command == "rekey" then
+    local new = a.flags["new-key-file"]
+    if not new then
+      say("kfsmtp: rekey needs --new-key-file NEW (and --key-file OLD, or KFSMTP_KEY_FILE, for the secrets sealed now)\n")
+      return EXIT.usage
+    end
+    local report, err = sealing.rekey(store, key_file, new)
+    if not report then return fail(err) end
+    for i, r in ipairs(report.resealed) do
+      say(("kfsmtp: %s %s key %s\n"):format(r.field,
+        r.from and ("re-encrypted from key " .. r.from .. " to") or "(stored unencrypted) sealed with", r.to))
+      report.resealed[i] = { field = r.field, from = r.from or cjson.null, to = r.to }
+    end
+    for _, name in ipairs(report.kept) do say(("kfsmtp: %s was already sealed with the new key\n"):format(name)) end
+    if #report.resealed == 0 then say(("kfsmtp: nothing to re-encrypt in %s\n"):format(store.path)) end
+    out(json.encode({ store = store.path, resealed = json.array(report.resealed), kept = json.array(report.kept) }, true) .. "\n")
+    return 0
   end
 
   if a.command == "get" then
@@ -390,14 +447,14 @@ function _M.main(argv, io_)
   end
 
   if a.command == "update" then
-    local p, err = store:update(req, { api_version = api_version, secret_providers = providers })
+    local p, err = store:update(req, { api_version = api_version, secret_providers = providers, key_file = key_file })
     if not p then return fail(err) end
     out(json.encode(p, true) .. "\n")
     say(("kfsmtp: stored the profile in %s\n"):format(store.path))
     return 0
   end
 
-  local opts = { api_version = api_version, secret_providers = providers }
+  local opts = { api_version = api_version, secret_providers = providers, key_file = key_file }
   for k, v in pairs(a.options) do opts[k] = v end
   if a.flags.insecure then opts.tls_verify = false end
   if a.flags.transcript then opts.transcript = true end

@@ -14,7 +14,7 @@ local OPTION_KINDS = {
   tls_verify = "boolean", ca_file = "string", helo = "string",
   pinned_pubkey = "string", tls_mode = "string", transcript = "boolean",
   quit_after = "string", api_version = "number", auth_mechanism = "string",
-  secret_providers = "table",
+  secret_providers = "table", key_file = "string",
 }
 
 -- A list of names as a set, and as the words an error message offers.
@@ -73,6 +73,9 @@ function _M.check(opts, fname)
   end
   if opts.api_version and opts.api_version ~= 1 and opts.api_version ~= 2 then
     error(("kfsmtp.%s: api_version must be 1 or 2, not %s"):format(fname, tostring(opts.api_version)), 3)
+  end
+  if opts.key_file == "" then
+    error(("kfsmtp.%s: key_file must be the path of a key file (kfsmtp keygen FILE makes one)"):format(fname), 3)
   end
   local providers_why = opts.secret_providers and secrets.check_providers(opts.secret_providers)
   if providers_why then error(("kfsmtp.%s: secret_providers: %s"):format(fname, providers_why), 3) end
@@ -141,6 +144,17 @@ end
 -- configure{store=}, else KFSMTP_STORE, else ./kfsmtp-store.json.
 function _M.store_path()
   return defaults.store or os.getenv("KFSMTP_STORE") or "kfsmtp-store.json"
+end
+
+-- The key file that seals stored secrets: the call's option, else
+-- configure{key_file=}, else KFSMTP_KEY_FILE; nil when there is none (the
+-- secrets are then stored as they were entered).
+function _M.key_file(opts)
+  local path = _M.get(opts, "key_file")
+  if path then return path end
+  path = os.getenv("KFSMTP_KEY_FILE")
+  if path and path ~= "" then return path end
+  return nil
 end
 
 return _M

@@ -43,10 +43,12 @@ local V2_KINDS = {
   ClientId = "secret_object", ClientSecret = "secret_object", TokenEndpoint = "string",
   Scope = "string", Audience = "string", RequestHeaders = "headers",
 }
--- The store holds version 2's forms (a secret is a value or a reference).
+-- The store holds version 2's forms (a secret is a value or a reference),
+-- and may hold the two secrets sealed (kfsmtp.sealing).
 local STORED_KINDS = {}
 for name, kind in pairs(V2_KINDS) do STORED_KINDS[name] = kind end
 STORED_KINDS.Id = "whole"
+STORED_KINDS.RelayPassword, STORED_KINDS.ClientSecret = "stored_secret", "stored_secret"
 local KINDS = { v1 = V1_KINDS, v2 = V2_KINDS, stored = STORED_KINDS }
 
 -- Version 2's models say where null is no value: these fields are plain
@@ -123,6 +125,12 @@ end
 -- A value (string) or a reference { Provider, Parameters }.
 COERCE.secret_object = function(name, v)
   local secret, err = secrets.read(name, v)
+  if type(secret) == "string" then return COERCE.string(name, secret) end
+  return secret, err
+end
+-- The same, or a sealed value { Sealed, KeyId, Cipher }: the store's alone.
+COERCE.stored_secret = function(name, v)
+  local secret, err = secrets.read(name, v, true)
   if type(secret) == "string" then return COERCE.string(name, secret) end
   return secret, err
 end

@@ -3,7 +3,9 @@
 -- value kfsmtp keeps itself, or a reference to a provider: a reference is
 -- stored as such (never the value it points to) and read each time the
 -- secret is needed. Providers come from the operator's configuration only;
--- a caller can name one, never invent one, and only where it allows.
+-- a caller can name one, never invent one, and only where it allows. A
+-- value kfsmtp keeps may be sealed under a key file ({"Sealed", "KeyId",
+-- "Cipher"}, kfsmtp.sealing): that form is the store's alone.
 local core = require "kfsmtp.core"
 local cjson = require "cjson.safe"
 local errors = require "kfsmtp.errors"
@@ -125,14 +127,59 @@ local function read_parameters(name, v)
   return out
 end
 
--- read(name, v) --> a value (string) | a reference { Provider, Parameters }
+-- The one cipher kfsmtp seals with, as the stored form names it.
+_M.SEALED_CIPHER = "AES-256-GCM"
+local SEALED_KEYS = { sealed = "Sealed", keyid = "KeyId", cipher = "Cipher" }
+
+local function has_sealed_key(v)
+  for k in pairs(v) do
+    if type(k) == "string" and k:lower() == "sealed" then return true end
+  end
+  return false
+end
+
+-- A sealed value of the store: { Sealed, KeyId, Cipher } | nil, err. Its
+-- text is checked here for form only; whether it opens is the key's say.
+local function read_sealed(name, v)
+  local parts = {}
+  for k, x in pairs(v) do
+    local key = type(k) == "string" and SEALED_KEYS[k:lower()]
+    if not key then
+      return nil, errors.field(name, ("%s: a sealed secret has Sealed, KeyId and Cipher, and nothing else."):format(name))
+    end
+    if parts[key] ~= nil then
+      return nil, errors.field(name, ("%s.%s is given twice: send it once."):format(name, key), "ambiguous_field")
+    end
+    parts[key] = x
+  end
+  if type(parts.Sealed) ~= "string" or not parts.Sealed:match("^[%w+/]+=?=?$") then
+    return nil, errors.field(name, ("%s.Sealed must be base64 text."):format(name))
+  end
+  if type(parts.KeyId) ~= "string" or #parts.KeyId ~= 16 or not parts.KeyId:match("^[0-9a-f]+$") then
+    return nil, errors.field(name, ("%s.KeyId must be a key id (16 lower-case hex digits)."):format(name))
+  end
+  if parts.Cipher ~= _M.SEALED_CIPHER then
+    return nil, errors.field(name, ("%s.Cipher must be %q, the one cipher kfsmtp seals with."):format(name, _M.SEALED_CIPHER))
+  end
+  return { Sealed = parts.Sealed, KeyId = parts.KeyId, Cipher = parts.Cipher }
+end
+
+-- read(name, v [, stored]) --> a value (string) | a reference { Provider,
+-- Parameters } | a sealed value { Sealed, KeyId, Cipher } (stored only)
 -- | nil (no secret given) | nil, err. v is a secret object, or a bare
--- string (taken as its SecretValue).
-function _M.read(name, v)
+-- string (taken as its SecretValue). A request may not send the sealed
+-- form: a sealed value is bound to its field and profile, not to the
+-- server it was entered for, so one taken from a copy of the store and
+-- sent back with another Host would go there.
+function _M.read(name, v, stored)
   if type(v) == "string" then return v end
   if type(v) ~= "table" then
     return nil, errors.field(name, ("%s must be a secret object such as {\"SecretValue\": \"...\"}, not a %s."):format(
       name, describe(v)))
+  end
+  if has_sealed_key(v) then
+    if stored then return read_sealed(name, v) end
+    return nil, errors.field(name, ("%s.Sealed is the form kfsmtp stores a sealed secret in, not one a request may send: give SecretValue, or Provider and Parameters."):format(name))
   end
   local parts, seen = {}, {}
   for k, x in pairs(v) do
@@ -169,13 +216,22 @@ function _M.read(name, v)
   return { Provider = id, Parameters = parameters }
 end
 
+-- A reference names its provider; a sealed value is a table too.
 function _M.is_reference(v)
-  return type(v) == "table"
+  return type(v) == "table" and v.Provider ~= nil
 end
 
--- Whether two stored forms name the same secret: equal values, or the
--- same provider and parameters. nil and "" are both "none".
+function _M.is_sealed(v)
+  return type(v) == "table" and v.Sealed ~= nil
+end
+
+-- Whether two stored forms name the same secret: equal values, the same
+-- sealed text, or the same provider and parameters. nil and "" are both
+-- "none".
 function _M.same(a, b)
+  if _M.is_sealed(a) or _M.is_sealed(b) then
+    return _M.is_sealed(a) and _M.is_sealed(b) and a.Sealed == b.Sealed and a.KeyId == b.KeyId
+  end
   if type(a) == "table" and type(b) == "table" then
     if a.Provider ~= b.Provider then return false end
     for k, x in pairs(a.Parameters) do
@@ -301,6 +357,8 @@ local FILE_PROBLEMS = {
 -- provider, for an SMTP host the provider allows.
 function _M.resolve(name, v, providers, host)
   if type(v) ~= "table" then return v end
+  -- Opening one takes the key file: kfsmtp.sealing.open's, not this.
+  if _M.is_sealed(v) then error("kfsmtp.secrets.resolve: " .. name .. " is sealed: open it with kfsmtp.sealing.open", 2) end
   local p = providers and providers[v.Provider]
   local param = p and PARAMETER[p.type]
   local key = param and v.Parameters[param]
@@ -338,10 +396,11 @@ end
 
 ---------------------------------------------------------------------------
 -- Output: a secret object as version 2 shows it. A value is shown only
--- when it is no secret (RelayUsername, ClientId); a reference always shows
--- where it points, never what it points to.
+-- when it is no secret (RelayUsername, ClientId), and a sealed one never;
+-- a reference always shows where it points, never what it points to.
 
 function _M.out(v, show_value)
+  if _M.is_sealed(v) then v, show_value = nil, false end
   if type(v) == "table" then
     local parameters = {}
     for k, x in pairs(v.Parameters) do parameters[k] = x end

@@ -6,6 +6,7 @@ local errors = require "kfsmtp.errors"
 local file = require "kfsmtp.file"
 local options = require "kfsmtp.options"
 local profile = require "kfsmtp.profile"
+local sealing = require "kfsmtp.sealing"
 local testrun = require "kfsmtp.testrun"
 
 local type, error, setmetatable = type, error, setmetatable
@@ -61,8 +62,9 @@ function Store:get(opts)
 end
 
 -- Under the lock: fills the secrets the request may reuse from the stored
--- record, then writes. record | nil, err.
-local function replace(self, t)
+-- record, then writes, a secret entered sealed with key_file (if any).
+-- record | nil, err.
+local function replace(self, t, key_file)
   local current, err = self:read()
   if not current then return nil, err end
   if t.RelayAuthenticationType == profile.AUTH_OAUTH then
@@ -79,6 +81,8 @@ local function replace(self, t)
     t.RequestHeaders = current.RequestHeaders
   end
   local record = profile.record(t)
+  record, err = sealing.seal_record(record, key_file)
+  if not record then return nil, err end
   local ok
   ok, err = self:write(profile.stored_text(record), record)
   if not ok then return nil, err end
@@ -99,7 +103,7 @@ function Store:update(req, opts)
   local t, err = profile.read(req, false, options.get(opts, "api_version"), options.get(opts, "secret_providers"))
   if not t then return nil, err end
   local record
-  record, err = self:with_lock(replace, self, t)
+  record, err = self:with_lock(replace, self, t, options.key_file(opts))
   if not record then return nil, err end
   return profile.profile_out(record, options.get(opts, "api_version"))
 end

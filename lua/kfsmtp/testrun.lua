@@ -10,6 +10,7 @@ local oauth = require "kfsmtp.oauth"
 local options = require "kfsmtp.options"
 local profile = require "kfsmtp.profile"
 local request_headers = require "kfsmtp.request_headers"
+local sealing = require "kfsmtp.sealing"
 local secrets = require "kfsmtp.secrets"
 
 local ipairs, ceil, min, floor = ipairs, math.ceil, math.min, math.floor
@@ -18,11 +19,13 @@ local _M = {}
 
 -- The credentials of the test: { password = } for type 2, { client = }
 -- for type 3, {} for anonymous; stored secrets are reused only as
--- kfsmtp.profile allows, and references are read from their providers
--- now (kfsmtp.secrets). credentials | nil, err.
+-- kfsmtp.profile allows, references are read from their providers now
+-- (kfsmtp.secrets), and sealed ones opened now with the key file
+-- (kfsmtp.sealing). credentials | nil, err.
 local function credentials(store, t, opts)
   local tls_mode = options.get(opts, "tls_mode")
   local providers = options.get(opts, "secret_providers")
+  local key_file = options.key_file(opts)
   local auth = t.RelayAuthenticationType
   if auth == profile.AUTH_ANONYMOUS then return {} end
   local stored, err = {}, nil
@@ -35,6 +38,10 @@ local function credentials(store, t, opts)
   -- holds, and a server may echo those.
   local values, from_providers = {}, {}
   local function resolve(name, v)
+    if secrets.is_sealed(v) then
+      values[name], err = sealing.open(name, v, key_file, t.Id)
+      return err
+    end
     values[name], err = secrets.resolve(name, v, providers, profile.destination(t, name))
     if secrets.is_reference(v) and values[name] then from_providers[#from_providers + 1] = values[name] end
     return err

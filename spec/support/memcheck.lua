@@ -2,8 +2,8 @@
 -- core (validation, composition, store, successful and failed deliveries,
 -- STARTTLS, OAuth token fetches good, refused and with extra headers,
 -- secret files read and refused, key files and sealed values made, read
--- and refused) a few times, so a leak per call would
--- show as definitely lost.
+-- and refused, a sealed password stored and opened for a test) a few
+-- times, so a leak per call would show as definitely lost.
 -- usage: lua5.4 memcheck.lua STORE_PATH PORT CLOSED_PORT OAUTH_PORT TOKEN_URL CA_FILE
 package.path = "lua/?.lua;" .. package.path
 package.cpath = "build/lua5.4/?.so;" .. package.cpath
@@ -43,7 +43,8 @@ for i = 1, 3 do
   end
 end
 -- Secrets sealed at rest: keys made, read and refused; values sealed,
--- opened, and refused for another field, another key or a broken text.
+-- opened, and refused for another field, another key or a broken text;
+-- the store's update and test with a sealed password.
 local key = secrets .. "/seal.key"
 assert(core.key_generate { path = key })
 assert(core.store_write(secrets .. "/broken.key", "kfsmtp-key-v1 0123456789abcdef AAAA\n"))
@@ -59,6 +60,15 @@ for i = 1, 3 do
   assert(select(3, core.unseal { key_file = key, sealed = sealed, aad = "x", key_id = "0000000000000000" }) == "wrong_key")
   assert(select(3, core.unseal { key_file = key, sealed = "AAAA", aad = "x" }) == "bad_sealed")
   assert(select(3, core.seal { key_file = secrets .. "/broken.key", plaintext = "x", aad = "x" }) == "malformed")
+  local req = { Host = "127.0.0.1", Port = port, SenderAccount = "kf@example.com", RelayAuthenticationType = 2,
+    RelayUsername = "u", RelayPassword = "sealed-pw" }
+  assert(store:update(req, { key_file = key }))
+  req.RelayPassword, req.TestRecipient = nil, "ops@example.com"
+  -- The capture server offers no AUTH: the test fails there, after opening.
+  local _, err = store:test(req, { key_file = key })
+  assert(err.stage == "auth", err.Message)
+  _, err = store:test(req)
+  assert(err.stage == "secret", err.Message)
 end
 -- After the tests: a token fetched here replaces the one the relay takes.
 local r = core.fetch_token { endpoint = token_url, client_id = "memcheck-app", client_secret = "memcheck-secret",
