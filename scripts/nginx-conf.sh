@@ -3,6 +3,8 @@
 # Debian's nginx and lua-nginx-module. Used by `make serve` and the specs.
 # usage: nginx-conf.sh DIR PORT STORE USERS_FILE [WORKERS] [EXTRA_LUA_OPTIONS]
 #   EXTRA_LUA_OPTIONS is pasted into the serve{} table, e.g. 'ca_file = "/x/ca.pem",'
+#   or 'key_file = "/etc/kfsmtp/smtp.key",' (the key file that seals stored
+#   secrets: nginx's workers see no KFSMTP_KEY_FILE)
 #   KFSMTP_NGINX_ENV (in the environment) names variables for nginx to keep,
 #   separated by spaces, e.g. KFSMTP_NGINX_ENV="SMTP_PASSWORD".
 set -eu

@@ -10,12 +10,15 @@
 # version 2 client can store {"Provider": 1, "Parameters": {"Path": "..."}}
 # instead of a password. KFSMTP_SECRET_ENV (variable names, separated by
 # spaces) adds provider 2 (type env) for those variables, which nginx then
-# keeps for its workers.
+# keeps for its workers. KFSMTP_KEY_FILE (a file `bin/kfsmtp keygen FILE`
+# made) seals the stored password and client secret with that key: it
+# goes to serve{} as key_file, since nginx's workers see no environment.
 set -eu
 # The password goes to `bin/kfsmtp user-add` alone: out of the environment
 # before anything starts, so nginx and the capture server never hold it.
 admin_password=${KFSMTP_ADMIN_PASSWORD:-}
 unset KFSMTP_ADMIN_PASSWORD KFSMTP_USER_PASSWORD
+started_in=$PWD
 cd "$(dirname "$0")/.."
 PORT=${PORT:-8080}
 run=${KFSMTP_SERVE_DIR:-$PWD/serve-run}
@@ -73,8 +76,21 @@ if [ -n "${KFSMTP_SECRET_ENV:-}" ]; then
   set +f
   providers="$providers [2] = { type = \"env\", names = { $env_names} },"
 fi
+key_option=""
+key_file=${KFSMTP_KEY_FILE:-}
+if [ -n "$key_file" ]; then
+  # nginx's workers run elsewhere: the path they get is absolute. It goes
+  # into a Lua string in nginx.conf, so it may not hold what ends one.
+  case $key_file in /*) ;; *) key_file=$started_in/$key_file ;; esac
+  case $key_file in
+    *'"'* | *'\'* | *'
+'*) echo "KFSMTP_KEY_FILE: a path with a quote, backslash or line break cannot go into nginx.conf" >&2; exit 1 ;;
+  esac
+  [ -f "$key_file" ] || { echo "KFSMTP_KEY_FILE: $key_file is not a file (make one with bin/kfsmtp keygen FILE)" >&2; exit 1; }
+  key_option="key_file = \"$key_file\","
+fi
 KFSMTP_NGINX_ENV=${KFSMTP_SECRET_ENV:-} sh scripts/nginx-conf.sh "$run" "$PORT" "$store" "$run/users.json" 2 \
-  "secret_providers = { $providers },"
+  "secret_providers = { $providers }, $key_option"
 nginx -p "$run" -c "$run/nginx.conf"
 
 base="http://127.0.0.1:$PORT/KeyfactorAPI"
@@ -83,6 +99,15 @@ kfsmtp API on $base (nginx, 2 workers; logs in serve-run/logs/)
 store: $store   users: serve-run/users.json   capture SMTP server: 127.0.0.1:$smtp_port
 secret provider 1 (file): $secrets${KFSMTP_SECRET_ENV:+   secret provider 2 (env): $KFSMTP_SECRET_ENV}
 MSG
+if [ -n "$key_file" ]; then
+  echo "secrets at rest: a password or client secret entered is stored sealed with the key file $key_file"
+else
+  cat <<MSG
+secrets at rest: NOT encrypted. A password or client secret entered is stored as typed in
+  $store. To seal them: bin/kfsmtp keygen FILE, then KFSMTP_KEY_FILE=FILE make serve
+  (and bin/kfsmtp rekey --new-key-file FILE --store $store seals what is stored now).
+MSG
+fi
 if [ -n "$generated" ]; then
   echo "administrator: admin / $admin_password   (generated, shown once; set KFSMTP_ADMIN_PASSWORD to choose it)"
 else

@@ -33,6 +33,11 @@ describe("make serve", function()
     H.write(dir .. "/bin/nginx", ("#!/bin/sh\nenv > %s/nginx-env.$$\nexec %s \"$@\"\n"):format(H.q(dir), H.q(real)))
     H.exec("chmod +x " .. H.q(dir .. "/bin/nginx"))
     local run, port, serve_pid = start_serve(dir, dir .. "/bin")
+    -- Without a key file, it says once that secrets are stored in clear,
+    -- and how to change that.
+    local said = H.read(dir .. "/out")
+    assert.truthy(said:find("secrets at rest: NOT encrypted", 1, true), said)
+    assert.truthy(said:find("bin/kfsmtp keygen FILE", 1, true) and said:find("KFSMTP_KEY_FILE=FILE", 1, true), said)
     local master, smtpd = tonumber(H.read(run .. "/logs/nginx.pid")), tonumber(H.read(run .. "/smtp/pid"))
     local envs = { ["the capture server"] = H.read(("/proc/%d/environ"):format(smtpd)) }
     for name in H.sh("ls " .. H.q(dir)):gmatch("nginx%-env%.%d+") do envs[name] = H.read(dir .. "/" .. name) end
@@ -100,5 +105,36 @@ describe("make serve", function()
     assert.are.equal(502, status, body)
     assert.are.equal("0xA0530050", cjson.decode(body).ErrorCode, body)
     assert.falsy(body:find("not-the-password", 1, true))
+  end)
+
+  it("seals the stored password with KFSMTP_KEY_FILE, which reaches nginx's workers as key_file", function()
+    local dir = H.tmpdir()
+    local key = dir .. "/smtp.key"
+    local key_id = assert(require("kfsmtp.core").key_generate { path = key })
+    local run, port = start_serve(dir, nil, "KFSMTP_KEY_FILE=" .. H.q(key) .. " ")
+    local said = H.read(dir .. "/out")
+    assert.truthy(said:find("sealed with the key file " .. key, 1, true), said)
+    assert.falsy(said:find("NOT encrypted", 1, true), said)
+    assert.truthy(H.read(run .. "/nginx.conf"):find('key_file = "' .. key .. '"', 1, true))
+    local smtp_port = tonumber(H.read(run .. "/smtp/port"))
+    local relay_password = (H.read(run .. "/secrets/relay"):gsub("\n$", ""))
+    local profile = { Host = "127.0.0.1", Port = smtp_port, UseSSL = false, RelayAuthenticationType = 2,
+      RelayUsername = "svc", RelayPassword = relay_password, SenderAccount = "keyfactor@example.com" }
+    local function call(method, path, body)
+      local out_dir = H.tmpdir()
+      H.write(out_dir .. "/body", cjson.encode(body))
+      local status = H.sh(("%scurl -s -o %s -w '%%{http_code}' -u %s -H 'X-Keyfactor-Requested-With: APIClient' -H 'Content-Type: application/json' -X %s --data-binary @%s http://127.0.0.1:%d/KeyfactorAPI%s"):format(
+        H.plain, H.q(out_dir .. "/out"), H.q("admin:" .. PASSWORD), method, H.q(out_dir .. "/body"), port, path))
+      return tonumber(status), H.read(out_dir .. "/out") or ""
+    end
+    local status, body = call("PUT", "/SMTP", profile)
+    assert.are.equal(200, status, body)
+    local text = H.read(dir .. "/store.json")
+    assert.falsy(text:find(relay_password, 1, true), "the store holds the password in clear")
+    assert.are.equal(key_id, cjson.decode(text).RelayPassword.KeyId)
+    profile.RelayPassword, profile.TestRecipient = nil, "ops@example.com"
+    status, body = call("POST", "/SMTP/Test", profile)
+    assert.are.equal(200, status, body)
+    assert.are.equal("svc", cjson.decode(H.read(run .. "/smtp/msg-1.json")).auth_login)
   end)
 end)

@@ -46,10 +46,11 @@ local function error_json(err, details)
   return json.encode(body)
 end
 
--- run_update(store_path, req, api_version, details, secret_providers)
--- --> status, body
-function _M.run_update(store_path, req, api_version, details, secret_providers)
-  local p, err = kfsmtp.open(store_path):update(req, { api_version = api_version, secret_providers = secret_providers })
+-- run_update(store_path, req, api_version, details, secret_providers,
+-- key_file) --> status, body
+function _M.run_update(store_path, req, api_version, details, secret_providers, key_file)
+  local p, err = kfsmtp.open(store_path):update(req, { api_version = api_version, secret_providers = secret_providers,
+    key_file = key_file })
   if not p then return err.status, error_json(err, details) end
   return 200, json.encode(p)
 end
@@ -283,7 +284,7 @@ function Handler:handle()
   local status, body
   if route.name == "smtp" then
     status, body = in_thread(self.thread_pool, "kfsmtp.openresty", "run_update", self.store, req, api_version, details,
-      self.test_options.secret_providers)
+      self.test_options.secret_providers, self.test_options.key_file)
   else
     local opts = self.test_options
     for k, v in pairs(req) do
@@ -315,13 +316,14 @@ end
 -- A handler's own options, and the test options it passes on.
 local HANDLER_KEYS = { "store", "users_file", "base", "thread_pool", "auth_thread_pool", "auth_shared_dict", "realm", "max_body" }
 local OPTION_KEYS = { "connect_timeout_ms", "timeout_ms", "tls_verify", "ca_file", "helo", "pinned_pubkey",
-  "secret_providers" }
+  "secret_providers", "key_file" }
 
 -- new(opts) --> handler. opts: store, users_file or authenticate, base,
 -- thread_pool, auth_thread_pool and auth_shared_dict (password checks),
 -- realm, max_body, and
 -- the test options of kfsmtp.test (connect_timeout_ms, timeout_ms,
--- tls_verify, ca_file, helo, pinned_pubkey, secret_providers).
+-- tls_verify, ca_file, helo, pinned_pubkey, secret_providers, key_file:
+-- the key file that seals stored secrets, for update and test alike).
 function _M.new(opts)
   opts = opts or {}
   if type(opts) ~= "table" then error("kfsmtp.openresty: opts must be a table", 2) end
@@ -342,7 +344,7 @@ function _M.new(opts)
   end
   for _, k in ipairs(OPTION_KEYS) do h.test_options[k] = opts[k] end
   -- A bad provider list is the operator's error: raised here, at once.
-  options.check({ secret_providers = opts.secret_providers }, "openresty")
+  options.check({ secret_providers = opts.secret_providers, key_file = opts.key_file }, "openresty")
   local summary = {}
   for _, p in ipairs(secrets.summary(opts.secret_providers)) do
     summary[#summary + 1] = ("%d=%s"):format(p.Id, p.Type)
