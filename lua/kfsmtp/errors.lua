@@ -49,6 +49,8 @@ local CODES = {
   temporary        = { "0xA05300B2", 502 },
   store_corrupt    = { "0xA05300F0", 500 },
   store_io         = { "0xA05300F1", 500 },
+  store_unavailable = { "0xA05300F2", 503 },
+  key_required     = { "0xA05300F3", 500 },
   -- The HTTP API's own answers.
   bad_json         = { "0xA0530004", 400 },
   missing_header   = { "0xA0530005", 400 },

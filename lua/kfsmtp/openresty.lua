@@ -20,6 +20,7 @@ local errors = require "kfsmtp.errors"
 local json = kfsmtp.json
 local options = require "kfsmtp.options"
 local secrets = require "kfsmtp.secrets"
+local pgstore = require "kfsmtp.pgstore"
 local users = require "kfsmtp.users"
 local callers = require "kfsmtp.callers"
 local in_thread = require("kfsmtp.worker_thread").run
@@ -44,6 +45,30 @@ local function error_json(err, details)
   local body = errors.body(err)
   if details then body.Details = errors.details(err) end
   return json.encode(body)
+end
+
+-- The GET body of the profile a store holds, encoded once per change
+-- (the store hands back the same record while nothing changed) --> status,
+-- body.
+local get_bodies = {} -- store path, API version --> { record = , body = }
+local function get_body(store_path, api_version)
+  local store = kfsmtp.open(store_path)
+  local record, err = store:load()
+  if not record then return err.status, json.encode(errors.body(err)), err end
+  local key = store_path .. "\0" .. api_version
+  local cached = get_bodies[key]
+  if not cached or cached.record ~= record then
+    cached = { record = record, body = json.encode(assert(store:get { api_version = api_version })) }
+    get_bodies[key] = cached
+  end
+  return 200, cached.body
+end
+
+-- run_get(store_path, api_version) --> status, body: GET for a database
+-- store, whose reads may wait on the network.
+function _M.run_get(store_path, api_version)
+  local status, body = get_body(store_path, api_version)
+  return status, body
 end
 
 -- run_update(store_path, req, api_version, details, secret_providers,
@@ -170,8 +195,6 @@ local function parse_body(handler, details, api_version)
   return req
 end
 
-local get_bodies = {} -- store path, API version --> { record = , body = }
-
 local API_VERSIONS = { ["1"] = 1, ["1.0"] = 1, ["2"] = 2, ["2.0"] = 2 }
 -- X-Kfsmtp-Details: kfsmtp's extension, asked for by the browser page.
 local DETAILS_ON = { ["1"] = true, ["true"] = true, yes = true }
@@ -262,21 +285,19 @@ function Handler:handle()
   end
 
   if method == "GET" then
-    local store = kfsmtp.open(self.store)
-    local record, err = store:load()
-    if not record then
-      ngx.log(ngx.ERR, "kfsmtp: ", err.Message)
-      return respond(err.status, json.encode(errors.body(err)))
+    local status, body, err
+    if self.database then
+      -- Never on the event loop: a stalled database stalls a thread only.
+      status, body = in_thread(self.thread_pool, "kfsmtp.openresty", "run_get", self.store, api_version)
+      if not status then
+        if body == "unavailable" then return busy() end
+        return fail("internal", "The request could not be run (see the server's error log).")
+      end
+    else
+      status, body, err = get_body(self.store, api_version)
+      if err then ngx.log(ngx.ERR, "kfsmtp: ", err.Message) end
     end
-    -- The store hands back the same record while nothing changed: so is
-    -- the body, encoded once per change instead of once per request.
-    local key = self.store .. "\0" .. api_version
-    local cached = get_bodies[key]
-    if not cached or cached.record ~= record then
-      cached = { record = record, body = json.encode(assert(store:get { api_version = api_version })) }
-      get_bodies[key] = cached
-    end
-    return respond(200, cached.body)
+    return respond(status, body)
   end
 
   local req, done = parse_body(self, details, api_version)
@@ -339,6 +360,7 @@ function _M.new(opts)
     max_body = opts.max_body or MAX_BODY,
     test_options = {},
   }, Handler)
+  h.database = pgstore.is_uri(h.store)
   if h.authenticate ~= nil and type(h.authenticate) ~= "function" then
     error("kfsmtp.openresty: authenticate must be a function", 2)
   end

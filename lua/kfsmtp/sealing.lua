@@ -107,6 +107,15 @@ function _M.seal_record(record, key_file)
   return out or record
 end
 
+-- The first secret record holds in clear (a value, not sealed, not a
+-- reference) | nil.
+function _M.plain_secret(record)
+  for _, name in ipairs(FIELDS) do
+    local v = record[name]
+    if type(v) == "string" and v ~= "" then return name end
+  end
+end
+
 -- keygen(path) --> the new key's id | nil, why (naming the path).
 function _M.keygen(path)
   local id, why = core.key_generate { path = path }

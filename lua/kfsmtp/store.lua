@@ -1,19 +1,23 @@
--- The profile store: one JSON file holding the profile and its secret,
--- read through the change cache of kfsmtp.file and replaced atomically
--- under its lock. get, update and test are the store's methods; the test
--- itself is kfsmtp.testrun's.
+-- The profile store: one JSON document holding the profile and its
+-- secret, in a file (kfsmtp.file: a change cache, replaced atomically
+-- under a lock) or in PostgreSQL (kfsmtp.pgstore: one row, LISTEN/NOTIFY,
+-- the row's lock), chosen by the store's name. get, update and test are
+-- the same on both; the test itself is kfsmtp.testrun's.
 local errors = require "kfsmtp.errors"
 local file = require "kfsmtp.file"
 local options = require "kfsmtp.options"
+local pgstore = require "kfsmtp.pgstore"
 local profile = require "kfsmtp.profile"
 local sealing = require "kfsmtp.sealing"
 local testrun = require "kfsmtp.testrun"
 
-local type, error, setmetatable = type, error, setmetatable
+local type, error, setmetatable, pairs = type, error, setmetatable, pairs
 
 local _M = {}
 
-local Store = file.class()
+-- The methods both backends share; each class adds its own primitives
+-- (current, read, with_lock, write, io_error).
+local Store = {}
 
 local function store_error(path, kind, message)
   return errors.new(kind, { stage = "store", path = path, Message = message })
@@ -83,6 +87,14 @@ local function replace(self, t, key_file)
   local record = profile.record(t)
   record, err = sealing.seal_record(record, key_file)
   if not record then return nil, err end
+  -- A database logs statements with their parameters (log_statement =
+  -- all), keeps them in its WAL, dumps and replicas: no secret goes there
+  -- in clear.
+  local plain = self.requires_key and sealing.plain_secret(record)
+  if plain then
+    return nil, errors.new("key_required", { stage = "store", field = plain,
+      Message = ("The PostgreSQL store keeps no secret unencrypted, and no key file is configured to seal %s: create one with `kfsmtp keygen FILE` and set KFSMTP_KEY_FILE (or key_file) to it, then save again."):format(plain) })
+  end
   local ok
   ok, err = self:write(profile.stored_text(record), record)
   if not ok then return nil, err end
@@ -113,9 +125,17 @@ function Store:test(req, opts)
   return testrun.run(self, req, options.check(opts, "test"))
 end
 
+local FileStore, PgStore = file.class(), pgstore.class()
+for name, method in pairs(Store) do
+  FileStore[name] = method
+  -- The database store shapes its own errors (kfsmtp.pgstore).
+  if name ~= "io_error" then PgStore[name] = method end
+end
+
 local stores = setmetatable({}, { __mode = "v" })
 
--- open(path) --> store; one object per path, so the get() cache is shared.
+-- open(name) --> store: a postgresql:// or postgres:// URI, else a file
+-- path. One object per name, so the get() cache is shared.
 function _M.open(path)
   if type(path) ~= "string" or path == "" then
     error(("kfsmtp.open: path must be a non-empty string, not %s"):format(
@@ -123,7 +143,11 @@ function _M.open(path)
   end
   local s = stores[path]
   if not s then
-    s = file.new(path, decode_record, Store)
+    if pgstore.is_uri(path) then
+      s = pgstore.new(path, decode_record, PgStore)
+    else
+      s = file.new(path, decode_record, FileStore)
+    end
     stores[path] = s
   end
   return s

@@ -1,0 +1,231 @@
+-- kfsmtp's store on a real PostgreSQL (spec/support/pg.lua starts one for
+-- this file): the same API as the file store by URI, several "nodes"
+-- (store objects with connections of their own) sharing the row, how fast
+-- a change on one is seen on another, that an unchanged store costs the
+-- server no statement per get(), the row's lock under concurrent
+-- processes, and a stalled, stopped and restarted server.
+local kfsmtp = require "kfsmtp"
+local cjson = require "cjson"
+local H = require "helpers"
+local pg = require "pg"
+local sealing = require "kfsmtp.sealing"
+
+local PASSWORD = "Pg-Relay-Pw-" .. tostring(os.time())
+
+describe("the PostgreSQL store #postgres", function()
+  local server, relay, KEY
+  setup(function()
+    server = pg.start()
+    relay = H.start_smtp { mode = "starttls", auth = "svc:" .. PASSWORD }
+    local key_file = H.tmpdir() .. "/key"
+    assert(sealing.keygen(key_file))
+    -- Per call, not configure{}: the module's defaults outlive this file.
+    KEY = { key_file = key_file }
+  end)
+  teardown(function()
+    relay:stop()
+    if server then server:destroy() end
+  end)
+
+  -- Another node's URI for the same database: a store object, and
+  -- connections, of its own (stores are shared per name within a state).
+  local node_count = 0
+  local function node_uri()
+    node_count = node_count + 1
+    return server.uri .. "&application_name=node" .. node_count
+  end
+
+  local function profile(over)
+    local t = { Host = "localhost", Port = relay.port, UseSSL = true, RelayAuthenticationType = 2,
+      RelayUsername = "svc", RelayPassword = PASSWORD, SenderAccount = "kf@example.com", SenderName = "KF" }
+    for k, v in pairs(over or {}) do t[k] = v end
+    return t
+  end
+
+  before_each(function()
+    server:psql("DROP TABLE IF EXISTS kfsmtp_profile")
+  end)
+
+  it("is chosen by a postgresql:// or postgres:// URI, and starts as the empty profile", function()
+    for _, uri in ipairs { node_uri(), (node_uri():gsub("^postgresql://", "postgres://")) } do
+      local store = kfsmtp.open(uri)
+      local p = assert(store:get())
+      assert.are.same({ Host = "", Id = 1, Port = 25, RelayAuthenticationType = 0, RelayUsername = "",
+        SenderAccount = "", SenderAddress = "", SenderName = "", UseSSL = false }, p)
+      assert.falsy(store.path:find(server.password, 1, true))
+    end
+  end)
+
+  it("keeps the profile and its secret, and a test uses the stored password", function()
+    local store = kfsmtp.open(node_uri())
+    local p = assert(store:update(profile(), KEY))
+    assert.are.equal(relay.port, p.Port)
+    local other = kfsmtp.open(node_uri())
+    local q = assert(other:get())
+    assert.are.same(p, q)
+    assert.are.equal("integer", math.type and math.type(q.Port) or "integer")
+    -- Node B tests with the password stored through node A.
+    local t = H.with(profile(), { RelayPassword = H.NONE, TestRecipient = "ops@example.com" })
+    local _, info = other:test(t, { ca_file = H.certs().ca, key_file = KEY.key_file })
+    assert.is_nil(info.Message, info.Message)
+    assert.are.equal("svc", relay:messages()[#relay:messages()].meta.auth_login)
+    -- The row holds one JSON document and a version.
+    local version = tonumber(server:psql("SELECT version FROM kfsmtp_profile WHERE id = 1"))
+    assert.are.equal(1, version)
+    assert(store:update(profile { SenderName = "KF 2" }, KEY))
+    assert.are.equal(2, tonumber(server:psql("SELECT version FROM kfsmtp_profile WHERE id = 1")))
+  end)
+
+  it("shows a change committed on one node to another well within 1 s, at once on its own", function()
+    local a, b = kfsmtp.open(node_uri()), kfsmtp.open(node_uri())
+    assert(a:update(profile(), KEY))
+    assert.are.equal("KF", assert(b:get()).SenderName)
+    local delays = {}
+    for i = 1, 20 do
+      local name = "change " .. i
+      assert(a:update(profile { SenderName = name }, KEY))
+      assert.are.equal(name, assert(a:get()).SenderName, "at once on the node that wrote")
+      local t0 = H.now_ms()
+      while assert(b:get()).SenderName ~= name do
+        assert(H.now_ms() - t0 < 1000, "node B did not see the change within 1 s")
+        H.sleep(0.001)
+      end
+      delays[i] = H.now_ms() - t0
+    end
+    table.sort(delays)
+    print(("\n  freshness on another node: median %.1f ms, worst %.1f ms (20 changes)"):format(delays[10], delays[20]))
+    assert.truthy(delays[20] < 1000)
+  end)
+
+  it("answers get() on an unchanged store without a statement to the server", function()
+    local b = kfsmtp.open(node_uri())
+    assert(kfsmtp.open(node_uri()):update(profile(), KEY))
+    assert(b:get())
+    -- Let the node's own notification (if any) be consumed first.
+    H.sleep(0.05)
+    assert(b:get())
+    local before = server:statements()
+    for _ = 1, 500 do assert(b:get()) end
+    assert.are.equal(before, server:statements(), "get() on an unchanged store ran statements")
+  end)
+
+  it("keeps no secret in clear: without a key file an update with a password is refused", function()
+    local store = kfsmtp.open(node_uri())
+    local p, err = store:update(profile())
+    assert.is_nil(p)
+    assert.are.same({ 500, "store", "RelayPassword", "0xA05300F3" }, { err.status, err.stage, err.field, err.ErrorCode })
+    assert.truthy(err.Message:find("KFSMTP_KEY_FILE", 1, true), err.Message)
+    assert.are.equal("0", server:psql("SELECT count(*) FROM kfsmtp_profile"))
+    -- With the key: sealed in the row, and not in the server's log either.
+    assert(store:update(profile(), KEY))
+    assert.falsy(server:psql("SELECT profile FROM kfsmtp_profile"):find(PASSWORD, 1, true))
+    assert.falsy(server:log():find(PASSWORD, 1, true), "the password is in the server's log")
+    -- An anonymous profile has no secret: no key needed.
+    assert(store:update({ Host = "localhost", SenderAccount = "kf@example.com" }))
+  end)
+
+  it("refuses a row that does not decode, and never overwrites it", function()
+    local store = kfsmtp.open(node_uri())
+    assert(store:update(profile(), KEY))
+    server:psql("UPDATE kfsmtp_profile SET profile = '[1,2' , version = version + 1 WHERE id = 1")
+    local other = kfsmtp.open(node_uri())
+    local p, err = other:get()
+    assert.is_nil(p)
+    assert.are.same({ 500, "store" }, { err.status, err.stage })
+    local _, err2 = other:update(profile(), KEY)
+    assert.are.equal(500, err2.status)
+    assert.are.equal("[1,2", server:psql("SELECT profile FROM kfsmtp_profile WHERE id = 1"))
+  end)
+
+  it("answers 503 within connect_timeout_ms while the server is down, and recovers by itself", function()
+    local store = kfsmtp.open(node_uri())
+    assert(store:update(profile(), KEY))
+    assert(store:get())
+    server:stop()
+    finally(function() server:restart() end)
+    kfsmtp.configure { connect_timeout_ms = 1000 }
+    finally(function() kfsmtp.configure { connect_timeout_ms = 10000 } end)
+    for _, call in ipairs { function() return store:get() end, function() return store:update(profile(), KEY) end,
+        function() return store:test(H.with(profile(), { RelayPassword = H.NONE, TestRecipient = "ops@example.com" })) end } do
+      local t0 = H.now_ms()
+      local res, err = call()
+      assert.is_nil(res)
+      assert.are.same({ 503, "store", "0xA05300F2" }, { err.status, err.stage, err.ErrorCode }, err.Message)
+      assert.truthy(err.Message:find("127.0.0.1", 1, true), err.Message)
+      assert.falsy(err.Message:find(server.password, 1, true))
+      assert.truthy(H.now_ms() - t0 < 2000, "answered after " .. (H.now_ms() - t0) .. " ms")
+    end
+    server:restart()
+    local p = assert(store:get())
+    assert.are.equal("KF", p.SenderName)
+    assert(store:update(profile { SenderName = "after restart" }, KEY))
+    assert.are.equal("after restart", assert(kfsmtp.open(node_uri()):get()).SenderName)
+  end)
+
+  it("serves the cached profile while the server is stalled, and a write times out with 503", function()
+    local store = kfsmtp.open(node_uri())
+    assert(store:update(profile(), KEY))
+    assert(store:get())
+    H.sleep(0.05)
+    assert(store:get())
+    server:stall()
+    finally(function() server:resume() end)
+    kfsmtp.configure { connect_timeout_ms = 500 }
+    finally(function() kfsmtp.configure { connect_timeout_ms = 10000 } end)
+    local t0 = H.now_ms()
+    for _ = 1, 100 do assert.are.equal("KF", assert(store:get()).SenderName) end
+    assert.truthy(H.now_ms() - t0 < 200, "get() waited on the stalled server")
+    t0 = H.now_ms()
+    local p, err = store:update(profile { SenderName = "stalled" }, KEY)
+    assert.is_nil(p)
+    assert.are.equal(503, err.status, err.Message)
+    assert.truthy(H.now_ms() - t0 < 1500)
+    server:resume()
+    assert(store:update(profile { SenderName = "resumed" }, KEY))
+    assert.are.equal("resumed", assert(kfsmtp.open(node_uri()):get()).SenderName)
+  end)
+
+  it("serialises concurrent writers in other processes: every read whole, the last write current", function()
+    assert(kfsmtp.open(node_uri()):update(profile(), KEY))
+    local script = H.tmpdir() .. "/writer.lua"
+    H.write(script, ([[
+      package.path = "lua/?.lua;spec/support/?.lua;" .. package.path
+      package.cpath = %q .. "/?.so;" .. package.cpath
+      local kfsmtp = require "kfsmtp"
+      local store = kfsmtp.open(arg[1])
+      local key = { key_file = arg[3] }
+      local base = { Host = "localhost", Port = 2525, UseSSL = true, RelayAuthenticationType = 2,
+        RelayUsername = "svc", RelayPassword = "pw", SenderAccount = "kf@example.com" }
+      for i = 1, 15 do
+        base.SenderName = ("w%%s-%%d"):format(arg[2], i)
+        base.Port = 2000 + i
+        assert(store:update(base, key))
+        local p = assert(store:get())
+        -- A read is one whole profile: its name and port belong together.
+        local w, n = p.SenderName:match("^w(%%d+)%%-(%%d+)$")
+        assert(w and p.Port == 2000 + tonumber(n), "torn: " .. tostring(p.SenderName) .. " " .. tostring(p.Port))
+      end
+      print("ok")
+    ]]):format(H.build))
+    local outs = {}
+    for w = 1, 8 do
+      outs[w] = H.tmpdir() .. "/out"
+      H.exec(("%s %s %s %d %s > %s 2>&1 &"):format(H.lua_run, H.q(script), H.q(node_uri()), w, H.q(KEY.key_file),
+        H.q(outs[w])))
+    end
+    local deadline = H.now_ms() + 60000
+    for w = 1, 8 do
+      while not (H.read(outs[w]) or ""):find("\n", 1, true) do
+        assert(H.now_ms() < deadline, "writer " .. w .. " did not finish")
+        H.sleep(0.05)
+      end
+      assert.are.equal("ok\n", H.read(outs[w]), "writer " .. w)
+    end
+    -- 8 writers x 15 updates on top of the first: every one counted.
+    local version = tonumber(server:psql("SELECT version FROM kfsmtp_profile WHERE id = 1"))
+    assert.are.equal(1 + 8 * 15, version)
+    local last = cjson.decode(server:psql("SELECT profile FROM kfsmtp_profile WHERE id = 1"))
+    assert.falsy(server:psql("SELECT profile FROM kfsmtp_profile WHERE id = 1"):find('"pw"', 1, true))
+    assert.are.equal(last.SenderName, assert(kfsmtp.open(node_uri()):get()).SenderName)
+  end)
+end)
