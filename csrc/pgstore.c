@@ -317,6 +317,46 @@ static kf_pg_kind pg_connect_fail(kf_pg_error *err, kf_pg_kind kind, PGconn *c,
     return kind;
 }
 
+static int pg_hex(char c) {
+    if (c >= '0' && c <= '9') return c - '0';
+    if (c >= 'a' && c <= 'f') return c - 'a' + 10;
+    if (c >= 'A' && c <= 'F') return c - 'A' + 10;
+    return -1;
+}
+
+/* Whether raw[0..end), percent-decoded, is exactly s. */
+static int pg_decodes_to(const char *raw, const char *end, const char *s) {
+    while (raw < end) {
+        int c = (unsigned char)*raw++;
+        if (c == '%' && end - raw >= 2 && pg_hex(raw[0]) >= 0 && pg_hex(raw[1]) >= 0) {
+            c = pg_hex(raw[0]) * 16 + pg_hex(raw[1]);
+            raw += 2;
+        }
+        if (*s == '\0' || (unsigned char)*s != c) return 0;
+        s++;
+    }
+    return *s == '\0';
+}
+
+/* A password with an unescaped '@' or '/' ("u:p@ss@host/db") reads two
+ * ways: libpq takes its first part as the password and the rest as the
+ * host, port or database, which a message would then name. So the
+ * password the URI seems to hold (from the first ':' of its user
+ * information to its last '@' before any query) must be the one libpq
+ * read. */
+static int pg_ambiguous(const char *uri, const char *password) {
+    const char *start = strstr(uri, "://"), *end, *at = NULL, *colon, *p;
+    if (!start) return 0;
+    start += 3;
+    end = start + strcspn(start, "?");
+    for (p = start; p < end; p++)
+        if (*p == '@') at = p;
+    if (!at) return 0;
+    colon = memchr(start, ':', (size_t)(at - start));
+    if (!colon) return 0;
+    return !pg_decodes_to(colon + 1, at, password ? password : "");
+}
+
 static char *pg_strdup(const char *s) {
     return strdup(s ? s : "");
 }
@@ -351,6 +391,10 @@ kf_pg_kind kf_pg_connect(kf_pg *pg, const char *uri, long connect_timeout_ms,
             return pg_connect_fail(err, KF_PG_OTHER, NULL, NULL, "out of memory", NULL);
         PQfreemem(parse_error);
         return pg_connect_fail(err, KF_PG_CONFIG, NULL, NULL, "the URI is not a valid PostgreSQL URI: write it as postgresql://user@host:port/database?parameter=value", NULL);
+    }
+    if (pg_ambiguous(uri, pg_option(opts, "password"))) {
+        PQconninfoFree(opts);
+        return pg_connect_fail(err, KF_PG_CONFIG, NULL, NULL, "the URI's user name or password holds a character it must percent-encode: '@' as %40, ':' as %3A, '/' as %2F, '?' as %3F", NULL);
     }
     c = PQconnectStartParams(keys, values, 1);
     if (!c) {
