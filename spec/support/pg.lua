@@ -23,7 +23,7 @@
 -- server:stop() (fast shutdown), server:restart(), server:stall() (SIGSTOP
 -- to the postmaster and every backend), server:resume(), server:kill9(),
 -- server:log(), server:statements([application_name]),
--- server:psql(sql) --> output, server:destroy() (stop and remove the
+-- server:psql(sql [, db [, secret]]) --> output, server:destroy() (stop and remove the
 -- folder: call it from busted's teardown). A watchdog started with the
 -- server stops it and removes the folder if the process that started it
 -- dies without calling destroy().
@@ -71,11 +71,18 @@ function Server:pg_ctl(args)
   return self:run(("%s/pg_ctl -D %s %s"):format(self.bin, H.q(self.data), args))
 end
 
+-- Whether a process runs: a zombie does not (whoever reaps the killed
+-- postmaster, the machine's init, may take its time).
+local function running(pid)
+  local stat = H.read(("/proc/%d/stat"):format(pid))
+  return stat ~= nil and stat:match("^%d+ %b() (%a)") ~= "Z"
+end
+
 -- The postmaster's pid while its pid file names a live one, else nil.
 function Server:postmaster()
   local text = H.read(self.data .. "/postmaster.pid")
   local pid = text and tonumber(text:match("^(%d+)"))
-  if pid and select(2, H.sh("kill -0 " .. pid)) then return pid end
+  if pid and running(pid) then return pid end
   return nil
 end
 
@@ -107,10 +114,25 @@ function Server:resume()
   self.stalled = false
 end
 
+-- As a crash would leave it: the lock files stay, naming a dead process
+-- (the next postmaster checks that it is dead). A zombie is not dead to
+-- that check, so while one is left its lock files go, and the shared
+-- memory segment the pid file names with them.
 function Server:kill9()
-  signal("KILL", self:pids())
+  local pids = self:pids()
+  signal("KILL", pids)
   local deadline = H.now_ms() + 10000
-  while self:postmaster() and H.now_ms() < deadline do H.sleep(0.02) end
+  for _, pid in ipairs(pids) do
+    while running(pid) and H.now_ms() < deadline do H.sleep(0.01) end
+  end
+  if pids[1] and H.exists(("/proc/%d"):format(pids[1])) then
+    local lines = {}
+    for line in ((H.read(self.data .. "/postmaster.pid") or "") .. "\n"):gmatch("(.-)\n") do lines[#lines + 1] = line end
+    local shmid = (lines[7] or ""):match("^%s*%d+%s+(%d+)")
+    if shmid then H.sh("ipcrm -m " .. shmid) end
+    os.remove(self.data .. "/postmaster.pid")
+    os.remove(("%s/.s.PGSQL.%d.lock"):format(self.dir, self.port))
+  end
 end
 
 -- Fast shutdown: the backends are told to end and their clients see the
@@ -161,10 +183,11 @@ function Server:statements(app)
 end
 
 -- psql as the superuser over the unix socket, in database kfsmtp:
--- unaligned, tuples only.
-function Server:psql(sql, db)
-  local out, ok = self:run(("%s/psql -X -A -t -q -v ON_ERROR_STOP=1 -h %s -p %d -U postgres -d %s -c %s"):format(
-    self.bin, H.q(self.dir), self.port, db or "kfsmtp", H.q(sql)))
+-- unaligned, tuples only. Its statements are logged like any others;
+-- with secret = true they are not (for a role's password).
+function Server:psql(sql, db, secret)
+  local out, ok = self:run(("env PGOPTIONS=%s %s/psql -X -A -t -q -v ON_ERROR_STOP=1 -h %s -p %d -U postgres -d %s -c %s"):format(
+    secret and "'-c log_statement=none -c log_min_duration_statement=-1'" or "''", self.bin, H.q(self.dir), self.port, db or "kfsmtp", H.q(sql)))
   assert(ok, "psql failed: " .. out)
   return (out:gsub("%s+$", ""))
 end
@@ -216,7 +239,7 @@ function M.start()
   -- The password is set with statement logging off, so the log the specs
   -- read never holds it.
   s.password = "Kf-Pg-" .. random_hex(12)
-  s:psql(("SET log_statement = 'none'; CREATE ROLE kfsmtp LOGIN PASSWORD '%s'"):format(s.password), "postgres")
+  s:psql(("CREATE ROLE kfsmtp LOGIN PASSWORD '%s'"):format(s.password), "postgres", true)
   s:psql("CREATE DATABASE kfsmtp OWNER kfsmtp", "postgres")
   s.passfile = s.dir .. "/pgpass"
   H.write(s.passfile, ("127.0.0.1:%d:kfsmtp:kfsmtp:%s\n"):format(s.port, s.password))
