@@ -736,10 +736,10 @@ int kf_pg_poll(kf_pg *pg, int *notified) {
         struct pollfd p;
         PGnotify *n;
         if (!PQconsumeInput(pg->conn)) break;
-        /* This session's own writes are not news to it. */
+        /* This session's own writes count too: a caller that reloads on
+         * news, rather than keep what it wrote, stays right. */
         while ((n = PQnotifies(pg->conn)) != NULL) {
-            if (n->be_pid != PQbackendPID(pg->conn) && strcmp(n->relname, KF_PG_CHANNEL) == 0)
-                *notified = 1;
+            if (strcmp(n->relname, KF_PG_CHANNEL) == 0) *notified = 1;
             PQfreemem(n);
         }
         if (PQstatus(pg->conn) != CONNECTION_OK) break;

@@ -75,7 +75,8 @@ KF_HIDDEN kf_pg_kind kf_pg_commit_write(kf_pg *pg, const char *text, long timeou
 KF_HIDDEN void kf_pg_rollback(kf_pg *pg);
 KF_HIDDEN kf_pg_kind kf_pg_listen(kf_pg *pg, long timeout_ms, kf_pg_error *err);
 /* Reads what the server has sent without waiting or sending: *notified
- * when another session notified the channel since the last poll. Returns
+ * when a write was notified on the channel since the last poll (this
+ * session's own included, once it listens). Returns
  * 0 when the connection is alive, -1 when it is gone (and now closed). */
 KF_HIDDEN int kf_pg_poll(kf_pg *pg, int *notified);
 /* 1 inside begin_locked's transaction, 0 outside, -1 without a connection. */

@@ -34,7 +34,9 @@
  * call's deadline, by default the connect timeout; a call past it closes
  * the connection and returns nil, message, "unreachable"):
  *   conn:ensure_table(timeout_ms) --> true | nil, message, kind
- *     creates table kfsmtp_profile if it does not exist
+ *     creates table kfsmtp_profile if it does not exist (looked up first,
+ *     so a user without CREATE may call it once the table is there).
+ *     Raises inside begin_locked's transaction.
  *   conn:load(timeout_ms) --> text, version | false | nil, message, kind
  *     the profile's text and version (an integer), or false: no profile yet
  *   conn:begin_locked(timeout_ms) --> text | false, version | 0
@@ -52,10 +54,11 @@
  *   conn:listen(timeout_ms) --> true | nil, message, kind
  *     LISTEN kfsmtp_profile, for poll
  *   conn:poll() --> notified, alive
- *     never waits and sends nothing: whether another connection's write
- *     was notified since the last poll, and whether the connection is
- *     still there (false when the server or the network closed it; it is
- *     then closed). A listener that polls on every read costs the server
+ *     never waits and sends nothing: whether a write was notified since
+ *     the last poll (any connection's, this one's own too once it
+ *     listens), and whether the connection is still there (false when the
+ *     server or the network closed it; it is then closed). A stalled
+ *     server looks alive. A listener that polls on every read costs the server
  *     nothing while the profile is unchanged. A silent network partition
  *     shows only when the TCP keepalives give up (about 25 s).
  *   conn:info() --> { host =, port =, database =, user = }
@@ -136,8 +139,12 @@ static int lpg_push_row(lua_State *L, PGresult **box, int with_zero) {
 static int lpg_ensure_table(lua_State *L) {
     kf_door in = kf_door_args(L, "pg:ensure_table");
     kf_pg *pg = lpg_self(&in);
+    long timeout_ms = lpg_timeout(&in, 2, pg);
     kf_pg_error err;
-    if (kf_pg_ensure_table(pg, lpg_timeout(&in, 2, pg), &err) != KF_PG_OK) return lpg_fail(L, &err);
+    /* Its own transaction would commit begin_locked's. */
+    if (kf_pg_in_transaction(pg) == 1)
+        return luaL_error(L, "kfsmtp.core.pg:ensure_table: inside a transaction: commit_write or rollback first");
+    if (kf_pg_ensure_table(pg, timeout_ms, &err) != KF_PG_OK) return lpg_fail(L, &err);
     lua_pushboolean(L, 1);
     return 1;
 }

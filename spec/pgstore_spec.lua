@@ -38,9 +38,19 @@ describe("the PostgreSQL store's C layer #postgres", function()
     return ...
   end
 
+  -- Every connection a test opens is closed after it, whatever its end:
+  -- one left in a transaction would hold the writers' lock.
+  local opened = {}
+  after_each(function()
+    for _, conn in ipairs(opened) do conn:close() end
+    opened = {}
+  end)
+
   local function connect(over)
     local t = H.with({ uri = server.uri }, over)
-    return no_secret(core.pg_connect(t))
+    local conn, message, kind = no_secret(core.pg_connect(t))
+    if conn then opened[#opened + 1] = conn end
+    return conn, message, kind
   end
 
   -- The row's id 1 gone, so that a test starts with no profile.
@@ -109,7 +119,7 @@ describe("the PostgreSQL store's C layer #postgres", function()
       assert.is_string(message)
     end
     -- With the right password (the passfile's), a database that is not there.
-    server:psql(("CREATE ROLE kfsmtp_elsewhere LOGIN PASSWORD '%s'"):format(server.password), "postgres")
+    server:psql(("CREATE ROLE kfsmtp_elsewhere LOGIN PASSWORD '%s'"):format(server.password), "postgres", true)
     local conn, message, kind = connect { uri = ("postgresql://kfsmtp_elsewhere:%s@127.0.0.1:%d/absent"):format(server.password, server.port) }
     assert.is_nil(conn)
     assert.are.equal("config", kind, message)
@@ -124,6 +134,35 @@ describe("the PostgreSQL store's C layer #postgres", function()
       server:psql("SELECT column_name, data_type, is_nullable FROM information_schema.columns WHERE table_name = 'kfsmtp_profile' ORDER BY ordinal_position"))
     assert.is_true(assert(connect()):ensure_table())
     conn:close()
+  end)
+
+  it("ensure_table is true for a user who may use the table but not create tables; without the table that user gets kind auth", function()
+    local owner = with_row()
+    server:psql(("CREATE ROLE kfsmtp_app LOGIN PASSWORD '%s'"):format(server.password), "postgres", true)
+    server:psql("GRANT SELECT, INSERT, UPDATE ON kfsmtp_profile TO kfsmtp_app")
+    local app_uri = ("postgresql://kfsmtp_app:%s@127.0.0.1:%d/kfsmtp"):format(server.password, server.port)
+    local app = assert(connect { uri = app_uri })
+    assert.is_true(app:ensure_table())
+    local _, version = assert(app:begin_locked())
+    assert.are.equal(version + 1, app:commit_write('{"Host":"by the app"}'))
+    assert.are.same({ '{"Host":"by the app"}', version + 1 }, { owner:load() })
+    -- Without the table, creating it is refused: the privilege is missing.
+    local saved = server:psql("SELECT version || '|' || profile FROM kfsmtp_profile WHERE id = 1")
+    server:psql("DROP TABLE kfsmtp_profile")
+    local none, message, kind = no_secret(app:ensure_table())
+    assert.is_nil(none)
+    assert.are.equal("auth", kind)
+    assert.truthy(message:find("permission denied for schema public (SQLSTATE 42501)", 1, true), message)
+    -- A missing table is kind config for a read.
+    none, message, kind = no_secret(app:load())
+    assert.is_nil(none)
+    assert.are.equal("config", kind)
+    assert.truthy(message:find('relation "kfsmtp_profile" does not exist (SQLSTATE 42P01)', 1, true), message)
+    assert.is_true(owner:ensure_table())
+    local v, text = saved:match("^(%d+)|(.*)$")
+    assert.are.same({ false, 0 }, { owner:begin_locked() })
+    assert(owner:commit_write(text))
+    server:psql("UPDATE kfsmtp_profile SET version = " .. v)
   end)
 
   it("load without a row is false; begin_locked without one is false, 0 and creates none", function()
@@ -191,11 +230,15 @@ describe("the PostgreSQL store's C layer #postgres", function()
     assert.is_true(t_seen - t_committed < 100, t_seen - t_committed)
     assert.are.same({ false, true }, { listener:poll() })
     assert.are.same({ '{"Host":"two"}', 2 }, { listener:load() })
-    -- The writer's own notification is no news to it.
+    -- A writer that listens hears of its own writes too.
     assert.is_true(writer:listen())
     assert(writer:begin_locked())
     assert.are.equal(3, writer:commit_write('{"Host":"three"}'))
-    H.sleep(0.05)
+    deadline = H.now_ms() + 2000
+    while not writer:poll() do
+      assert.is_true(H.now_ms() < deadline, "the writer heard nothing of its own write")
+      H.sleep(0.001)
+    end
     assert.are.same({ false, true }, { writer:poll() })
     deadline = H.now_ms() + 2000
     while not listener:poll() do
@@ -221,7 +264,7 @@ describe("the PostgreSQL store's C layer #postgres", function()
     assert.are.equal(version + 1, conn:commit_write("{}"))
   end)
 
-  it("begin_locked and commit_write raise when called in the wrong state", function()
+  it("begin_locked, ensure_table and commit_write raise when called in the wrong state", function()
     local conn = with_row()
     local ok, err = pcall(conn.commit_write, conn, "{}")
     assert.is_false(ok)
@@ -230,6 +273,9 @@ describe("the PostgreSQL store's C layer #postgres", function()
     ok, err = pcall(conn.begin_locked, conn)
     assert.is_false(ok)
     assert.truthy(err:find("kfsmtp.core.pg:begin_locked: already in a transaction", 1, true), err)
+    ok, err = pcall(conn.ensure_table, conn)
+    assert.is_false(ok)
+    assert.truthy(err:find("kfsmtp.core.pg:ensure_table: inside a transaction", 1, true), err)
     conn:rollback()
   end)
 
@@ -397,10 +443,15 @@ describe("the PostgreSQL store's C layer #postgres", function()
     assert.is_nil(problem)
   end)
 
+  it("the server's log never holds the suite's password", function()
+    assert(with_row())
+    assert.is_nil(server:log():find(server.password, 1, true))
+  end)
+
   it("a connection collected unclosed is closed", function()
     local before = server:psql("SELECT count(*) FROM pg_stat_activity WHERE application_name = 'kfsmtp-gc'")
     assert.are.equal("0", before)
-    for _ = 1, 5 do assert(connect { application_name = "kfsmtp-gc" }) end
+    for _ = 1, 5 do assert(core.pg_connect { uri = server.uri, application_name = "kfsmtp-gc" }) end
     collectgarbage()
     collectgarbage()
     local deadline = H.now_ms() + 5000
