@@ -23,14 +23,15 @@ OPT ?= -O2 -g
 CFLAGS ?= $(OPT)
 SAN_FLAGS ?=
 ALL_CFLAGS = -std=gnu11 -D_GNU_SOURCE -fPIC -fvisibility=hidden $(WARN) $(CFLAGS) $(SAN_FLAGS) \
-             $(shell $(PKG_CONFIG) --cflags $(LUA_PC) libcurl openssl)
+             $(shell $(PKG_CONFIG) --cflags $(LUA_PC) libcurl openssl libpq)
 # The module is not linked against the Lua library: the host process has it.
-LIBS = $(shell $(PKG_CONFIG) --libs libcurl openssl) -lpthread
+LIBS = $(shell $(PKG_CONFIG) --libs libcurl openssl libpq) -lpthread
 
 BUILD ?= build/$(LUA)
 SRC = csrc/core.c csrc/buffer.c csrc/deadline.c csrc/delivery.c csrc/delivery_lua.c csrc/encode_lua.c csrc/luafield.c \
-      csrc/message.c csrc/message_lua.c csrc/password.c csrc/password_lua.c csrc/sealing.c \
-      csrc/sealing_lua.c csrc/secretfile.c csrc/secretfile_lua.c csrc/session.c csrc/store.c csrc/store_lua.c csrc/tls.c csrc/token.c \
+      csrc/message.c csrc/message_lua.c csrc/password.c csrc/password_lua.c csrc/pgstore.c csrc/pgstore_lua.c \
+      csrc/sealing.c csrc/sealing_lua.c csrc/secretfile.c csrc/secretfile_lua.c csrc/session.c csrc/store.c csrc/store_lua.c \
+      csrc/tls.c csrc/token.c \
       csrc/token_lua.c csrc/validate.c csrc/validate_lua.c csrc/vocab.c
 HDR = $(wildcard csrc/*.h)
 OBJ = $(patsubst csrc/%.c,$(BUILD)/obj/%.o,$(SRC))
@@ -60,14 +61,16 @@ clang:
 	$(MAKE) CC=clang BUILD=build/clang
 
 # luarocks builds the rockspec into a throwaway tree. Debian keeps curl.h in
-# the multiarch folder, which luarocks 3.8 does not search on its own.
+# the multiarch folder, which luarocks 3.8 does not search on its own, and
+# libpq-fe.h in a folder of its own, which pkg-config knows.
 MULTIARCH ?= $(shell $(CC) -print-multiarch)
+PQ_INCDIR ?= $(shell $(PKG_CONFIG) --variable=includedir libpq)
 rock:
 	rm -rf build/rocktree
 	luarocks --lua-version=5.4 make --deps-mode=none --tree build/rocktree \
 	  rockspec/kfsmtp-scm-1.rockspec CURL_INCDIR=/usr/include/$(MULTIARCH) \
 	  OPENSSL_INCDIR=/usr/include OPENSSL_LIBDIR=/usr/lib/$(MULTIARCH) \
-	  CURL_LIBDIR=/usr/lib/$(MULTIARCH) > build/rock.log 2>&1 || { cat build/rock.log; exit 1; }
+	  CURL_LIBDIR=/usr/lib/$(MULTIARCH) PQ_INCDIR=$(PQ_INCDIR) PQ_LIBDIR=/usr/lib/$(MULTIARCH) > build/rock.log 2>&1 || { cat build/rock.log; exit 1; }
 	rm -rf csrc/*.o kfsmtp  # luarocks' builtin backend builds in the source tree
 	LUA_PATH='build/rocktree/share/lua/5.4/?.lua;;' LUA_CPATH='build/rocktree/lib/lua/5.4/?.so;;' \
 	  lua5.4 -e 'local k = require "kfsmtp"; assert(k.get({store = "build/rock-store.json"})); print("luarocks build: " .. k._VERSION)'
@@ -94,8 +97,8 @@ FUZZ_SECONDS ?= 60
 FUZZ_CC ?= clang
 FUZZ_FLAGS = -std=gnu11 -D_GNU_SOURCE -g -O1 -fno-omit-frame-pointer \
   -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=all \
-  $(shell $(PKG_CONFIG) --cflags lua5.4 libcurl openssl)
-FUZZ_LIBS = $(shell $(PKG_CONFIG) --libs lua5.4 libcurl openssl) -lpthread -lm -ldl
+  $(shell $(PKG_CONFIG) --cflags lua5.4 libcurl openssl libpq)
+FUZZ_LIBS = $(shell $(PKG_CONFIG) --libs lua5.4 libcurl openssl libpq) -lpthread -lm -ldl
 FUZZ_TARGETS = validate compose store
 fuzz:
 	@mkdir -p build/fuzz

@@ -13,7 +13,7 @@
 static const luaL_Reg *const core_parts[] = {
     kf_validate_functions, kf_message_functions, kf_delivery_functions, kf_token_functions,
     kf_store_functions, kf_password_functions, kf_encode_functions, kf_secretfile_functions,
-    kf_sealing_functions, NULL};
+    kf_sealing_functions, kf_pgstore_functions, NULL};
 
 static pthread_once_t core_curl_once = PTHREAD_ONCE_INIT;
 static CURLcode core_curl_init_result;

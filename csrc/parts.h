@@ -16,5 +16,6 @@ KF_HIDDEN extern const luaL_Reg kf_password_functions[]; /* password_hash, passw
 KF_HIDDEN extern const luaL_Reg kf_encode_functions[];   /* base64, url_escape */
 KF_HIDDEN extern const luaL_Reg kf_secretfile_functions[]; /* read_secret_file */
 KF_HIDDEN extern const luaL_Reg kf_sealing_functions[];   /* key_generate, key_id, seal, unseal */
+KF_HIDDEN extern const luaL_Reg kf_pgstore_functions[];  /* pg_connect, connection objects */
 
 #endif

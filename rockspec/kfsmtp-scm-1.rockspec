@@ -17,6 +17,8 @@ dependencies = {
 external_dependencies = {
   CURL = { header = "curl/curl.h", library = "curl" },
   OPENSSL = { header = "openssl/ssl.h", library = "ssl" },
+  -- Debian: PQ_INCDIR=/usr/include/postgresql (pkg-config --variable=includedir libpq)
+  PQ = { header = "libpq-fe.h", library = "pq" },
 }
 build = {
   type = "builtin",
@@ -27,13 +29,14 @@ build = {
     ["kfsmtp.json"] = "lua/kfsmtp/json.lua",
     ["kfsmtp.core"] = {
       sources = { "csrc/core.c", "csrc/buffer.c", "csrc/deadline.c", "csrc/delivery.c", "csrc/delivery_lua.c", "csrc/encode_lua.c", "csrc/luafield.c",
-        "csrc/message.c", "csrc/message_lua.c", "csrc/password.c", "csrc/password_lua.c", "csrc/sealing.c", "csrc/sealing_lua.c", "csrc/secretfile.c",
+        "csrc/message.c", "csrc/message_lua.c", "csrc/password.c", "csrc/password_lua.c", "csrc/pgstore.c", "csrc/pgstore_lua.c",
+        "csrc/sealing.c", "csrc/sealing_lua.c", "csrc/secretfile.c",
         "csrc/secretfile_lua.c", "csrc/session.c", "csrc/store.c", "csrc/store_lua.c", "csrc/tls.c", "csrc/token.c",
         "csrc/token_lua.c", "csrc/validate.c", "csrc/validate_lua.c", "csrc/vocab.c" },
       defines = { "_GNU_SOURCE" },
-      incdirs = { "$(CURL_INCDIR)", "$(OPENSSL_INCDIR)" },
-      libdirs = { "$(CURL_LIBDIR)", "$(OPENSSL_LIBDIR)" },
-      libraries = { "curl", "ssl", "crypto", "pthread" },
+      incdirs = { "$(CURL_INCDIR)", "$(OPENSSL_INCDIR)", "$(PQ_INCDIR)" },
+      libdirs = { "$(CURL_LIBDIR)", "$(OPENSSL_LIBDIR)", "$(PQ_LIBDIR)" },
+      libraries = { "curl", "ssl", "crypto", "pq", "pthread" },
     },
   },
   install = {

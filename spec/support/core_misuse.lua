@@ -3,7 +3,9 @@
 -- or out of range must raise an error naming the function and the key;
 -- the others must be taken (a failure of the world may come back as nil or
 -- ok = false, never as an error). Used by spec/core_spec.lua (busted, Lua
--- 5.4 and LuaJIT) and by spec/support/core_memcheck.lua (valgrind).
+-- 5.4 and LuaJIT), by spec/pgstore_spec.lua for a connection's methods
+-- (which need a live PostgreSQL) and by spec/support/core_memcheck.lua
+-- (valgrind).
 local M = {}
 
 local unpack = table.unpack or unpack
@@ -70,6 +72,7 @@ local function never() return false end
 
 local ANY = math.huge
 local FIELD, MAILBOX, TOKEN, PATH = 4096, 254, 64 * 1024, 4096
+local URI, APP_NAME, PG_TEXT = 4096, 63, 1024 * 1024
 local TIMEOUT = int(1, 86400000)
 
 -- Lists tried in fetch_token's headers besides M.VALUES.
@@ -175,6 +178,42 @@ function M.calls(core, ctx)
         { "key_id", text(16, true) } } },
     { fn = "base64", base = { "secret" }, args = { { "value", short_bytes(TOKEN) } } },
     { fn = "url_escape", base = { "secret" }, args = { { "value", short_bytes(TOKEN) } } },
+    -- A closed loopback port (every URI tried points there): whatever is
+    -- taken, nothing connects.
+    { fn = "pg_connect",
+      base = { uri = ("postgresql://kfsmtp@127.0.0.1:%d/kfsmtp"):format(ctx.closed),
+        connect_timeout_ms = 300, application_name = "kfsmtp" },
+      fields = {
+        { "uri", text(URI), ("postgresql://127.0.0.1:%d/"):format(ctx.closed) },
+        { "connect_timeout_ms", TIMEOUT }, { "application_name", text(APP_NAME, true) },
+      } },
+  }
+end
+
+-- The methods of a connection to a live PostgreSQL (ctx.pg_uri, from
+-- spec/support/pg.lua), for spec/pgstore_spec.lua and, under valgrind,
+-- spec/support/core_memcheck.lua. commit_write runs inside a transaction
+-- begun for it; every transaction is rolled back after the call.
+function M.pg_calls(core, ctx)
+  local conn = assert(core.pg_connect { uri = ctx.pg_uri, application_name = "kfsmtp-misuse" })
+  local closing = assert(core.pg_connect { uri = ctx.pg_uri, application_name = "kfsmtp-misuse" })
+  assert(conn:ensure_table())
+  local m = getmetatable(conn).__index
+  local function rollback() m.rollback(conn) end
+  local function self_only(name)
+    return { fn = "pg:" .. name, call = m[name], base = { conn }, args = { { "self", never } } }
+  end
+  local function timed(name)
+    return { fn = "pg:" .. name, call = m[name], base = { conn, 5000 },
+      args = { { "self", never }, { "timeout_ms", TIMEOUT } }, always = rollback }
+  end
+  return {
+    timed "ensure_table", timed "load", timed "begin_locked", timed "listen",
+    { fn = "pg:commit_write", call = m.commit_write, base = { conn, "{}", 5000 },
+      args = { { "self", never }, { "text", text(PG_TEXT) }, { "timeout_ms", TIMEOUT } },
+      before = function() m.begin_locked(conn) end, always = rollback },
+    self_only "rollback", self_only "poll", self_only "info",
+    { fn = "pg:close", call = m.close, base = { closing }, args = { { "self", never } } },
   }
 end
 
@@ -189,15 +228,23 @@ end
 -- each(core, ctx, visit): visit(case) for every misuse and every taken
 -- value: case = { fn, key, what, raises, run = function() --> ok, err },
 -- raises telling whether the call must raise. ctx: { dir = an empty
--- folder, closed = a loopback port nothing listens on }.
+-- folder, closed = a loopback port nothing listens on, pg_uri = a
+-- PostgreSQL's URI or nil }.
 function M.each(core, ctx, visit)
-  for _, c in ipairs(M.calls(core, ctx)) do
+  local calls = M.calls(core, ctx)
+  -- With a PostgreSQL to connect to, the connection's methods too.
+  if ctx.pg_uri then
+    for _, c in ipairs(M.pg_calls(core, ctx)) do calls[#calls + 1] = c end
+  end
+  for _, c in ipairs(calls) do
     local f = c.call or core[c.fn]
     local function case(key, what, raises, ...)
       local n, args = select("#", ...), { ... }
       visit { fn = c.fn, key = key, what = what, raises = raises, run = function()
+        if c.before then c.before() end
         local ok, r = pcall(f, unpack(args, 1, n))
         if ok and c.after then c.after(r) end
+        if c.always then c.always() end
         collectgarbage()
         return ok, r
       end }
