@@ -249,7 +249,7 @@ end
 local Nginx = {}
 Nginx.__index = Nginx
 
--- start_nginx{ workers = 1, users = { {name, password, perms}... },
+-- start_nginx{ workers = 1, users = { {name, password, perms}... }, store,
 --   extra = 'lua table fields pasted into serve{}',
 --   env = { NAME = "value" } (in nginx's environment, and kept for its
 --   workers by an env directive) } --> server
@@ -258,7 +258,7 @@ function H.start_nginx(opts)
   opts = opts or {}
   local users = require "kfsmtp.users"
   local dir = H.tmpdir()
-  local n = setmetatable({ dir = dir, store = dir .. "/store.json", users_file = dir .. "/users.json" }, Nginx)
+  local n = setmetatable({ dir = dir, store = opts.store or dir .. "/store.json", users_file = dir .. "/users.json" }, Nginx)
   for _, u in ipairs(opts.users or {}) do
     assert(users.add(n.users_file, u[1], u[2], u[3]))
   end
