@@ -94,9 +94,11 @@ KFSMTP_NGINX_ENV=${KFSMTP_SECRET_ENV:-} sh scripts/nginx-conf.sh "$run" "$PORT" 
 nginx -p "$run" -c "$run/nginx.conf"
 
 base="http://127.0.0.1:$PORT/KeyfactorAPI"
+# A database URI may carry its password: never printed.
+shown_store=$(printf '%s' "$store" | sed -E 's#^([A-Za-z]+://[^:/@?]*):[^@/?]*@#\1@#; s#([?&][Pp][Aa][Ss][Ss][Ww][Oo][Rr][Dd]=)[^&]*#\1***#')
 cat <<MSG
 kfsmtp API on $base (nginx, 2 workers; logs in serve-run/logs/)
-store: $store   users: serve-run/users.json   capture SMTP server: 127.0.0.1:$smtp_port
+store: $shown_store   users: serve-run/users.json   capture SMTP server: 127.0.0.1:$smtp_port
 secret provider 1 (file): $secrets${KFSMTP_SECRET_ENV:+   secret provider 2 (env): $KFSMTP_SECRET_ENV}
 MSG
 if [ -n "$key_file" ]; then
