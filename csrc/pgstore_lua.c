@@ -28,7 +28,9 @@
  * The message names the host, port and database (and user, when
  * connecting) and what to check. It never holds the password: it is built
  * from those names and kfsmtp's own words, never from the URI or libpq's
- * message.
+ * message. A URI libpq cannot read, or whose user information reads two
+ * ways (a password with an unescaped '@' or '/'), is "config" naming
+ * nothing.
  *
  * The methods (each checks its object; timeout_ms, 1 .. 86400000, is the
  * call's deadline, by default the connect timeout; a call past it closes
@@ -57,11 +59,11 @@
  *     never waits and sends nothing: whether a write was notified since
  *     the last poll (any connection's, this one's own too once it
  *     listens), and whether the connection is still there (false when the
- *     server or the network closed it; it is then closed). A stalled
- *     server looks alive. A listener that polls on every read costs the server
- *     nothing while the profile is unchanged. A silent network partition
- *     shows only when the TCP keepalives give up (about 25 s).
- *   conn:info() --> { host =, port =, database =, user = }
+ *     server or the network closed it; it is then closed). A listener
+ *     that polls on every read costs the server nothing while the
+ *     profile is unchanged. A stalled server looks alive; a silent
+ *     network partition shows when the TCP keepalives give up (~25 s).
+ *   conn:info() --> { host =, port = (an integer), database =, user = }
  *     where it is (or was) connected; never the password
  *   conn:close()  also __gc and, in Lua 5.4, __close
  *
