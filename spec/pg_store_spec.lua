@@ -272,6 +272,35 @@ describe("the PostgreSQL store #postgres", function()
     assert.truthy(stored == last or stored == last + 1, ("stored n%d, last success n%d"):format(stored, last))
   end)
 
+  it("is made ready by `kfsmtp store init` and used by the CLI, never showing the password", function()
+    server:psql("DROP TABLE IF EXISTS kfsmtp_profile")
+    -- The password in the URI itself: it must not come back anywhere.
+    local uri = ("postgresql://kfsmtp:%s@127.0.0.1:%d/kfsmtp"):format(server.password, server.port)
+    local function run(args, env)
+      local dir = H.tmpdir()
+      H.exec(("%s %s bin/kfsmtp %s > %s/out 2> %s/err; echo $? > %s/rc"):format(env or "", H.lua_run, args, dir, dir, dir))
+      return H.read(dir .. "/out") or "", H.read(dir .. "/err") or "", tonumber(H.read(dir .. "/rc"))
+    end
+    local _, err, rc = run("store init --store " .. H.q(uri))
+    assert.are.equal(0, rc, err)
+    assert.are.equal("kfsmtp_profile", server:psql("SELECT to_regclass('kfsmtp_profile')"))
+    local out
+    out, err, rc = run(("update --store %s --key-file %s --host localhost --sender-account kf@example.com --auth-type 2 --username svc --password-env PGPW"):format(
+      H.q(uri), H.q(KEY.key_file)), "PGPW=" .. H.q(PASSWORD))
+    assert.are.equal(0, rc, err)
+    assert.truthy(err:find("stored the profile in postgresql://kfsmtp@127.0.0.1", 1, true), err)
+    for _, text in ipairs { out, err, (run("get --store " .. H.q(uri))) } do
+      assert.falsy(text:find(server.password, 1, true))
+      assert.falsy(text:find(PASSWORD, 1, true))
+    end
+    -- A wrong password: a 500 naming the database, not the password.
+    local bad = ("postgresql://kfsmtp:Not-The-Pg-Pw-77@127.0.0.1:%d/kfsmtp"):format(server.port)
+    out, err, rc = run("get --store " .. H.q(bad))
+    assert.are.equal(4, rc, err)
+    assert.falsy((out .. err):find("Not-The-Pg-Pw-77", 1, true))
+    assert.truthy(err:find("127.0.0.1", 1, true), err)
+  end)
+
   describe("over HTTP, two nginx nodes on one database", function()
     local a, b
     local ADMIN = "admin:Admin-Pg-Passw0rd"

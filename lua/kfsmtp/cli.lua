@@ -16,6 +16,7 @@ Usage: kfsmtp get    [--api-version 1|2] [--store PATH]
        kfsmtp update [FIELDS] [--replace] [--api-version 1|2] [--store PATH]
        kfsmtp test   --recipient ADDRESS [FIELDS] [TEST OPTIONS] [--store PATH]
        kfsmtp user-add NAME --users-file FILE [--permissions read,modify]
+       kfsmtp store init [--store URI]   (creates the PostgreSQL store's table)
        kfsmtp keygen FILE
        kfsmtp rekey --key-file OLD --new-key-file NEW [--store PATH]
 
@@ -160,6 +161,8 @@ local function parse(argv)
         a.user = word
       elseif a.command == "keygen" and not a.path then
         a.path = word
+      elseif a.command == "store" and not a.action then
+        a.action = word
       else
         return nil, usage_error(("unexpected argument %q"):format(word))
       end
@@ -324,7 +327,12 @@ function _M.main(argv, io_)
   end
   if a.command == "user-add" then return user_add(a, env, out, say) end
   if a.command == "keygen" then return keygen(a, out, say) end
-  if a.command ~= "get" and a.command ~= "update" and a.command ~= "test" and a.command ~= "rekey" then
+  if a.command == "store" and a.action ~= "init" then
+    say("kfsmtp: say store init\n")
+    return EXIT.usage
+  end
+  if a.command ~= "get" and a.command ~= "update" and a.command ~= "test" and a.command ~= "rekey"
+      and a.command ~= "store" then
     say(a.command and ("kfsmtp: unknown command %q\n"):format(a.command) or "kfsmtp: say get, update or test\n")
     say("Run kfsmtp --help for the options.\n")
     return EXIT.usage
@@ -355,6 +363,13 @@ function _M.main(argv, io_)
   end
   local key_file = a.flags["key-file"] or env("KFSMTP_KEY_FILE")
   if key_file == "" then key_file = nil end
+
+  if a.command == "store" then
+    local ok, err = store:init()
+    if not ok then return fail(err) end
+    say(("kfsmtp: the store %s is ready\n"):format(store.path))
+    return 0
+  end
 
   if a.command == "rekey" then
     local new = a.flags["new-key-file"]

@@ -84,6 +84,11 @@ function File:with_lock(fn, ...)
   return a, b
 end
 
+-- init() --> true: a file store is made by its first update.
+function File.init()
+  return true
+end
+
 -- Replaces the file with text, value being what it decodes to; only
 -- inside with_lock. true | nil, err.
 function File:write(text, value)

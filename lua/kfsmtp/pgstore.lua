@@ -131,6 +131,14 @@ local function listening(self)
   return conn, true
 end
 
+-- init() --> true | nil, err: connects and creates the table if it is
+-- missing (what the first use does anyway), for `kfsmtp store init`.
+function Pg:init()
+  local conn, err = self:connection()
+  if not conn then return nil, err end
+  return true
+end
+
 -- The cached value while no notification came, else read(): value | nil, err.
 function Pg:current()
   local listener, fresh = listening(self)
