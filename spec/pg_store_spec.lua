@@ -98,6 +98,22 @@ describe("the PostgreSQL store #postgres", function()
     assert.truthy(delays[20] < 1000)
   end)
 
+  it("replaces a lost listening connection and reads again, so a change is not missed", function()
+    local a, b = kfsmtp.open(node_uri()), kfsmtp.open(node_uri())
+    assert(a:update(profile(), KEY))
+    assert.are.equal("KF", assert(b:get()).SenderName)
+    -- Every listening session ends (an idle-session killer, a proxy, a
+    -- failover), then a change is committed while nobody listens.
+    local ended = server:psql("SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity WHERE query LIKE 'LISTEN%'")
+    assert.truthy(tonumber(ended) >= 2, "listening sessions ended: " .. ended)
+    assert(a:update(profile { SenderName = "while nobody listened" }, KEY))
+    local t0 = H.now_ms()
+    while assert(b:get()).SenderName ~= "while nobody listened" do
+      assert(H.now_ms() - t0 < 1000, "node B stayed stale after losing its listener")
+      H.sleep(0.005)
+    end
+  end)
+
   it("answers get() on an unchanged store without a statement to the server", function()
     local b = kfsmtp.open(node_uri())
     assert(kfsmtp.open(node_uri()):update(profile(), KEY))
