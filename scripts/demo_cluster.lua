@@ -204,7 +204,7 @@ local function main()
   step(4, "two API nodes: nginx + lua-nginx-module (scripts/nginx-conf.sh), the same store and key file")
   local nodes = {}
   for _, name in ipairs { "A", "B" } do
-    local n = H.start_nginx { store = server.uri .. "&application_name=kfsmtp-node-" .. name:lower(), workers = 1,
+    local n = H.start_nginx { store = server.uri, workers = 1,
       extra = ("key_file = %q,"):format(key_file) }
     track { nginx = n, dir = n.dir, name = "nginx node " .. name }
     n.name = name
