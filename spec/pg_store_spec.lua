@@ -247,6 +247,34 @@ describe("the PostgreSQL store #postgres", function()
     assert.are.equal(last.SenderName, assert(kfsmtp.open(node_uri()):get()).SenderName)
   end)
 
+  it("is left as it was by a client killed in the middle of an update, and the lock goes with it", function()
+    local store = kfsmtp.open(node_uri())
+    assert(store:update(profile { SenderName = "before the killed client" }, KEY))
+    -- A client that took the row's lock (as an update does before it
+    -- writes) and died before COMMIT.
+    local script, out = H.tmpdir() .. "/client.lua", H.tmpdir() .. "/out"
+    H.write(script, ([[
+      package.cpath = %q .. "/?.so;" .. package.cpath
+      local core = require "kfsmtp.core"
+      local conn = assert(core.pg_connect { uri = arg[1] })
+      assert(conn:begin_locked())
+      io.write("locked\n") io.flush()
+      os.execute("sleep 60")
+    ]]):format(H.build))
+    H.exec(("%s %s %s > %s 2>&1 & echo $! > %s.pid"):format(H.lua_run, H.q(script), H.q(node_uri()), H.q(out), H.q(out)))
+    local t0 = H.now_ms()
+    while not (H.read(out) or ""):find("locked", 1, true) do
+      assert(H.now_ms() - t0 < 10000, "the client did not take the lock: " .. (H.read(out) or ""))
+      H.sleep(0.02)
+    end
+    H.exec("kill -9 " .. H.read(out .. ".pid"):match("%d+"))
+    assert.are.equal("before the killed client",
+      cjson.decode(server:psql("SELECT profile FROM kfsmtp_profile WHERE id = 1")).SenderName)
+    -- The server ends the dead client's transaction: its lock is free.
+    assert(store:update(profile { SenderName = "after the killed client" }, KEY))
+    assert.are.equal("after the killed client", assert(kfsmtp.open(node_uri()):get()).SenderName)
+  end)
+
   it("keeps, after the server is killed (SIGKILL) mid-updates, exactly what was committed, the last one current", function()
     -- The suite's server commits asynchronously for speed; an operator's
     -- does not, and this is about what a commit promises.
