@@ -105,7 +105,7 @@ describe("the PostgreSQL store #postgres", function()
     -- Every listening session ends (an idle-session killer, a proxy, a
     -- failover), then a change is committed while nobody listens.
     local ended = server:psql("SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity WHERE query LIKE 'LISTEN%'")
-    assert.truthy(tonumber(ended) >= 2, "listening sessions ended: " .. ended)
+    assert.truthy(tonumber(ended) >= 1, "listening sessions ended: " .. ended)
     assert(a:update(profile { SenderName = "while nobody listened" }, KEY))
     local t0 = H.now_ms()
     while assert(b:get()).SenderName ~= "while nobody listened" do
