@@ -1,4 +1,4 @@
--- luacheck configuration (make lint: luacheck lua bin/kfsmtp spec bench).
+-- luacheck configuration (make lint: luacheck lua bin/kfsmtp spec bench scripts).
 -- Every warning class stays on: unused variables, values and arguments,
 -- shadowing, redefinitions, undefined and mutated globals.
 

@@ -37,7 +37,7 @@ HDR = $(wildcard csrc/*.h)
 OBJ = $(patsubst csrc/%.c,$(BUILD)/obj/%.o,$(SRC))
 MODULE = $(BUILD)/kfsmtp/core.so
 
-.PHONY: all luajit both clang rock exim check check-asan lint fuzz bench test deps demo serve install uninstall clean
+.PHONY: all luajit both clang rock exim check check-asan lint fuzz bench test deps demo demo-cluster serve install uninstall clean
 
 all: $(MODULE)
 
@@ -127,7 +127,7 @@ deps:
 
 # luacheck (Debian's lua-check) with .luacheckrc: must report 0 warnings.
 lint:
-	luacheck --no-color lua bin/kfsmtp spec bench
+	luacheck --no-color lua bin/kfsmtp spec bench scripts
 
 # Exim for spec/realmail_spec.lua, unpacked from Debian's package into
 # build/exim (it cannot be installed beside postfix); once, then offline.
@@ -141,6 +141,13 @@ test: check
 
 demo: deps all
 	@sh scripts/demo.sh
+
+# The main job for several nodes: a throwaway PostgreSQL, a key file, a
+# capture SMTP server and two nginx nodes sharing the database; a profile
+# PUT through one is read and tested through the other. Everything it
+# starts is stopped at the end, on a failure too (scripts/demo_cluster.lua).
+demo-cluster: deps both
+	@lua5.4 scripts/demo_cluster.lua
 
 # The HTTP API on 127.0.0.1:$(PORT) (default 8080) until Ctrl-C.
 serve: deps both

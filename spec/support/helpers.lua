@@ -250,15 +250,20 @@ local Nginx = {}
 Nginx.__index = Nginx
 
 -- start_nginx{ workers = 1, users = { {name, password, perms}... },
+--   store = a store path or postgresql:// URI (default: store.json in the
+--   server's folder), users_file = a users file (default: users.json there),
 --   extra = 'lua table fields pasted into serve{}',
 --   env = { NAME = "value" } (in nginx's environment, and kept for its
 --   workers by an env directive) } --> server
 -- Debian's nginx with lua-nginx-module, serving this checkout's LuaJIT build.
+-- The store goes into a Lua string in nginx.conf: no quote or backslash.
 function H.start_nginx(opts)
   opts = opts or {}
   local users = require "kfsmtp.users"
   local dir = H.tmpdir()
-  local n = setmetatable({ dir = dir, store = dir .. "/store.json", users_file = dir .. "/users.json" }, Nginx)
+  local n = setmetatable({ dir = dir, store = opts.store or (dir .. "/store.json"),
+    users_file = opts.users_file or (dir .. "/users.json") }, Nginx)
+  assert(not n.store:find('["\\\n]'), "start_nginx: the store may not hold a quote, backslash or line break")
   for _, u in ipairs(opts.users or {}) do
     assert(users.add(n.users_file, u[1], u[2], u[3]))
   end
@@ -290,8 +295,32 @@ function H.start_nginx(opts)
   return n
 end
 
-function Nginx:stop()
+-- Whether a process runs: a zombie does not (whoever reaps a daemon, the
+-- machine's init, may take its time).
+function H.running(pid)
+  local stat = H.read(("/proc/%d/stat"):format(pid))
+  return stat ~= nil and stat:match("^%d+ %b() (%a)") ~= "Z"
+end
+
+-- The master's pid while it runs, else nil.
+function Nginx:pid()
+  local pid = tonumber((H.read(self.dir .. "/logs/nginx.pid") or ""):match("%d+"))
+  if pid and H.running(pid) then return pid end
+  return nil
+end
+
+-- stop([wait]): with wait, returns once the master (and so its workers)
+-- has gone, at most 10 s (true when it has).
+function Nginx:stop(wait)
+  local pid = wait and self:pid()
   H.sh((H.plain .. "nginx -p %s -c %s/nginx.conf -s stop"):format(H.q(self.dir), H.q(self.dir)))
+  if not pid then return true end
+  local deadline = H.now_ms() + 10000
+  while H.running(pid) do
+    if H.now_ms() > deadline then return false end
+    H.sleep(0.02)
+  end
+  return true
 end
 
 function Nginx:logs()

@@ -1,6 +1,6 @@
 -- A throwaway PostgreSQL for the specs of the PostgreSQL store.
 --
--- start() --> server: initdb into a fresh folder under /tmp, then pg_ctl
+-- start([opts]) --> server: initdb into a fresh folder under /tmp, then pg_ctl
 -- start, on a free loopback port with its unix socket in that folder. The
 -- server refuses to run as root, so as root both run as the postgres user
 -- (runuser), which owns the folder. Nothing of a system cluster is read,
@@ -9,7 +9,9 @@
 -- from the folder's own postgresql.conf. fsync is off: the data is thrown
 -- away. Every statement is logged (log_statement = all), with the
 -- session's application_name in each line, so a spec can count what one
--- connection sent.
+-- connection sent. opts.conf = { name = value, ... } adds settings after
+-- those (a later line wins), e.g. { max_connections = 200, fsync = "on" }
+-- for the benchmark's nodes and durable commits.
 --
 -- The suite connects as user kfsmtp to database kfsmtp over TCP, where
 -- pg_hba.conf asks for a scram-sha-256 password. The password lives only
@@ -218,7 +220,8 @@ host all all 127.0.0.1/32 scram-sha-256
 host all all ::1/128 scram-sha-256
 ]]
 
-function M.start()
+function M.start(opts)
+  opts = opts or {}
   local t0 = H.now_ms()
   local s = setmetatable({ bin = bindir(), root = is_root() }, Server)
   s.dir = (H.sh("mktemp -d /tmp/kfsmtp-pg.XXXXXX")):gsub("%s+$", "")
@@ -231,6 +234,14 @@ function M.start()
   assert(ok, "initdb failed: " .. out)
   local conf = assert(io.open(s.data .. "/postgresql.conf", "a"))
   conf:write(CONF:format(s.port, s.dir))
+  local names = {}
+  for name in pairs(opts.conf or {}) do names[#names + 1] = name end
+  table.sort(names)
+  for _, name in ipairs(names) do
+    local value = tostring(opts.conf[name])
+    assert(name:match("^[%a_][%w_.]*$") and not value:find("['\\\n]"), "pg.start: bad setting " .. name)
+    conf:write(("%s = '%s'\n"):format(name, value))
+  end
   conf:close()
   local hba = assert(io.open(s.data .. "/pg_hba.conf", "w"))
   hba:write(HBA)
