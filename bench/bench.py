@@ -167,7 +167,9 @@ def wrk(url, seconds, headers=(), script=None, conns=16):
         v = float(m.group(1))
         return v / 1000.0 if m.group(2) == "us" else v * 1000.0 if m.group(2) == "s" else v
     non2xx = re.search(r"Non-2xx or 3xx responses: (\d+)", out)
-    return {"rps": rps, "p50": ms("50"), "p99": ms("99"), "non2xx": int(non2xx.group(1)) if non2xx else 0}
+    errors = re.search(r"Socket errors: connect (\d+), read (\d+), write (\d+), timeout (\d+)", out)
+    return {"rps": rps, "p50": ms("50"), "p99": ms("99"), "non2xx": int(non2xx.group(1)) if non2xx else 0,
+            "errors": sum(int(x) for x in errors.groups()) if errors else 0}
 
 
 def http_bench(quick):
@@ -238,6 +240,263 @@ def http_bench(quick):
     print("\nfsync of a small file here: %.3f ms; %d of 16 hung tests were still in flight when the loaded run ended; non-2xx GETs: %d"
           % (fsync_ms, still_hung, get["non2xx"]))
     return get, static, idle, loaded
+
+
+def ratio(a, b):
+    return a / b if b else float("nan")
+
+
+class PgServer:
+    """A throwaway PostgreSQL from spec/support/pg.lua, through
+    bench/pg_server.lua: stall, resume and psql over its stdin."""
+
+    def __init__(self):
+        self.err = open(os.path.join(WORK, "pg_server.log"), "w")
+        self.p = subprocess.Popen(["lua5.4", "bench/pg_server.lua"], stdin=subprocess.PIPE,
+                                  stdout=subprocess.PIPE, stderr=self.err, text=True)
+        line = self.p.stdout.readline()
+        if not line:
+            self.p.wait()
+            raise SystemExit("PostgreSQL did not start: " + open(os.path.join(WORK, "pg_server.log")).read()[-2000:])
+        info = json.loads(line)
+        self.uri, self.port, self.version = info["uri"], info["port"], info["version"]
+
+    def ask(self, line):
+        self.p.stdin.write(line + "\n")
+        self.p.stdin.flush()
+        return self.p.stdout.readline().strip()
+
+    def stall(self):
+        """--> how many processes were stopped."""
+        return int(self.ask("stall").split()[1])
+
+    def resume(self):
+        self.ask("resume")
+
+    def psql(self, sql):
+        return json.loads(self.ask("psql " + sql))
+
+    def close(self):
+        if self.p.poll() is None:
+            try:
+                self.ask("quit")
+            except (BrokenPipeError, ValueError):
+                pass
+            try:
+                self.p.wait(30)
+            except subprocess.TimeoutExpired:
+                self.p.kill()
+        self.err.close()
+
+
+def start_node(name, store, auth_password):
+    """An nginx node (1 worker) with the HTTP API on store, the same
+    serve{} settings as http_bench's --> (folder, port)."""
+    d = os.path.join(WORK, name)
+    os.makedirs(d)
+    port = free_port()
+    sh("KFSMTP_USER_PASSWORD=%s bin/kfsmtp user-add admin --users-file %s/users.json --permissions all" % (auth_password, d))
+    sh("sh scripts/nginx-conf.sh %s %d '%s' %s/users.json 1 'connect_timeout_ms = 30000, timeout_ms = 30000,'"
+       % (d, port, store, d))
+    sh("nginx -p %s -c %s/nginx.conf" % (d, d))
+    wait_port(port)
+    return d, port
+
+
+def freshness(a_port, b_port, auth, n):
+    """n changes PUT through node A; after each, node B is asked (GET, one
+    kept-alive connection) until it answers with the change. --> the PUT's
+    time, the time from node A's answer to node B's answer with the change
+    (ms), and how many GETs node B needed for each."""
+    import http.client
+    hdrs = {"Authorization": auth, "X-Keyfactor-Requested-With": "APIClient"}
+    conn_a = http.client.HTTPConnection("127.0.0.1", a_port, timeout=30)
+    conn_b = http.client.HTTPConnection("127.0.0.1", b_port, timeout=30)
+
+    def call(conn, method, body=None):
+        h = dict(hdrs)
+        if body is not None:
+            h["Content-Type"] = "application/json"
+        conn.request(method, "/KeyfactorAPI/SMTP", body=body, headers=h)
+        r = conn.getresponse()
+        return r.status, r.read()
+
+    puts, seen, polls = [], [], []
+    try:
+        # Node B's first requests make its worker threads' Lua VMs and
+        # their connections: not part of any change's time.
+        for _ in range(5):
+            call(conn_b, "GET")
+        for i in range(n):
+            name = "http change %d" % i
+            body = json.dumps({"Host": "mail.example.com", "SenderAccount": "kf@example.com", "SenderName": name})
+            t0 = time.monotonic()
+            status, data = call(conn_a, "PUT", body)
+            t1 = time.monotonic()
+            if status != 200:
+                raise RuntimeError("PUT through node A: %d %s" % (status, data[:200]))
+            k = 0
+            while True:
+                status, data = call(conn_b, "GET")
+                k += 1
+                if status == 200 and json.loads(data)["SenderName"] == name:
+                    break
+                if time.monotonic() - t1 > 5:
+                    raise RuntimeError("node B did not answer with change %d within 5 s (last: %d %s)" % (i, status, data[:200]))
+            t2 = time.monotonic()
+            puts.append((t1 - t0) * 1000.0)
+            seen.append((t2 - t1) * 1000.0)
+            polls.append(k)
+    finally:
+        conn_a.close()
+        conn_b.close()
+    return puts, seen, polls
+
+
+def store_freshness(uri, n):
+    """bench/fresh_loop.lua: n updates in one process, get() asked every
+    0.1 ms in another (a store object and connections each) --> the time
+    from each update's return (its commit) to the other process's get()
+    returning it (ms), and how many changes it never saw."""
+    reader = subprocess.Popen(["lua5.4", "bench/fresh_loop.lua", "read", uri, str(n)],
+                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        if reader.stdout.readline().strip() != "ready":
+            raise RuntimeError("fresh_loop.lua read: " + reader.stderr.read()[-500:])
+        w = subprocess.run(["lua5.4", "bench/fresh_loop.lua", "write", uri, str(n)], capture_output=True, text=True, timeout=300)
+        if w.returncode != 0:
+            raise RuntimeError("fresh_loop.lua write: " + w.stderr[-500:])
+        out, err = reader.communicate(timeout=60)
+        if reader.returncode != 0:
+            raise RuntimeError("fresh_loop.lua read: " + err[-500:])
+    finally:
+        if reader.poll() is None:
+            reader.kill()
+            reader.wait()
+    def times(text):
+        return {k: float(v) for k, v in (line.split("\t") for line in text.split("\n") if line)}
+    committed, seen = times(w.stdout), times(out)
+    delays = [(seen[k] - t) * 1000.0 for k, t in committed.items() if k in seen]
+    return delays, n - len(delays)
+
+
+def store_bench(quick, reps):
+    """The file store against the PostgreSQL store over HTTP: one nginx
+    node per store, the same settings, GET/s and PUT/s by wrk, interleaved
+    and repeated; how soon a change PUT through one PostgreSQL node is
+    answered by another; GET latency while the database is stalled."""
+    secs = 1 if quick else 5
+    reps = 1 if quick else reps
+    changes = 20 if quick else 200
+    password = "bench-pass-1"
+    auth = "Basic " + __import__("base64").b64encode(("admin:" + password).encode()).decode()
+    os.environ["KF_AUTH"] = auth
+    hdrs = ("Authorization: " + auth, "X-Keyfactor-Requested-With: APIClient")
+    server = PgServer()
+    nodes = []
+    try:
+        file_dir, file_port = start_node("node-file", os.path.join(WORK, "node-file-store.json"), password)
+        nodes.append(file_dir)
+        pg_dir, pg_port = start_node("node-pg-a", server.uri, password)
+        nodes.append(pg_dir)
+        b_dir, b_port = start_node("node-pg-b", server.uri, password)
+        nodes.append(b_dir)
+        stores = (("file", file_port), ("PostgreSQL", pg_port))
+        urls = {name: "http://127.0.0.1:%d/KeyfactorAPI/SMTP" % port for name, port in stores}
+        # A profile in each store, then (but in quick mode) a warm-up
+        # second of GETs for each node.
+        for name, _ in stores:
+            sh("curl -sf -X PUT -H 'Authorization: %s' -H 'X-Keyfactor-Requested-With: x' -H 'Content-Type: application/json' "
+               "-d '{\"Host\":\"mail.example.com\",\"SenderAccount\":\"kf@example.com\"}' %s" % (auth, urls[name]))
+            if not quick:
+                wrk(urls[name], 1, hdrs)
+        # Each repetition: PostgreSQL's PUT and GET, then the file's GET and
+        # PUT. A file store written in the last two seconds is read again
+        # on every GET (see README, "The store"): the file's GET comes two
+        # runs after any PUT of its. And node A's last run before the
+        # stalled one below is GETs on 16 connections, so each Lua VM that
+        # serves the stalled run has read the last change (one that had
+        # not would wait on the stopped database).
+        runs = {name: {"get": [], "put": []} for name, _ in stores}
+        for _ in range(reps):
+            runs["PostgreSQL"]["put"].append(wrk(urls["PostgreSQL"], secs, script="bench/wrk_put.lua", conns=4))
+            runs["PostgreSQL"]["get"].append(wrk(urls["PostgreSQL"], secs, hdrs))
+            runs["file"]["get"].append(wrk(urls["file"], secs, hdrs))
+            runs["file"]["put"].append(wrk(urls["file"], secs, script="bench/wrk_put.lua", conns=4))
+        rows = {}
+        for name, _ in stores:
+            rows[name] = {kind: {k: statistics.median(r[k] for r in runs[name][kind])
+                                 for k in ("rps", "p50", "p99", "non2xx", "errors")}
+                          for kind in ("get", "put")}
+
+        # GETs idle, then with the postmaster and its backends stopped.
+        idle = wrk(urls["PostgreSQL"], secs, hdrs, conns=4)
+        stopped = server.stall()
+        try:
+            stalled = wrk(urls["PostgreSQL"], secs, hdrs, conns=4)
+        finally:
+            server.resume()
+        after = None if quick else wrk(urls["PostgreSQL"], 1, hdrs, conns=4)
+
+        # Not a test: a change never seen is said, and the run goes on.
+        try:
+            puts, seen, polls = freshness(pg_port, b_port, auth, changes)
+        except RuntimeError as e:
+            print("  freshness over HTTP failed: %s" % e, file=sys.stderr)
+            puts, seen, polls = [], [], []
+        try:
+            commit_seen, missed = store_freshness(server.uri, changes)
+        except (RuntimeError, subprocess.TimeoutExpired) as e:
+            print("  freshness between processes failed: %s" % e, file=sys.stderr)
+            commit_seen, missed = [], changes
+        connections = server.psql("SELECT count(*) FROM pg_stat_activity WHERE datname = 'kfsmtp' AND usename = 'kfsmtp'")
+    finally:
+        for d in nodes:
+            subprocess.run("nginx -p %s -c %s/nginx.conf -s stop" % (d, d), shell=True)
+        server.close()
+
+    print("\n### Stores over HTTP: the file against PostgreSQL (nginx 1 worker per store, wrk -t1, %d s runs, median of %d)\n"
+          % (secs, reps))
+    print("| store | GET /SMTP requests/s (16 connections) | GET p50 ms | GET p99 ms | PUT /SMTP requests/s (4 connections) | PUT p50 ms | PUT p99 ms |")
+    print("| --- | --- | --- | --- | --- | --- | --- |")
+    for name, _ in stores:
+        g, p = rows[name]["get"], rows[name]["put"]
+        print("| %s | %.0f | %.3f | %.3f | %.0f | %.3f | %.3f |" % (name, g["rps"], g["p50"], g["p99"], p["rps"], p["p50"], p["p99"]))
+    print("\nPostgreSQL %s on loopback, commits durable (fsync, synchronous_commit on); the same serve{} settings and PUT "
+          "body (no secret) for both; non-2xx or socket errors: file %d, PostgreSQL %d"
+          % (server.version, sum(rows["file"][k]["non2xx"] + rows["file"][k]["errors"] for k in ("get", "put")),
+             sum(rows["PostgreSQL"][k]["non2xx"] + rows["PostgreSQL"][k]["errors"] for k in ("get", "put"))))
+    print("GET/s PostgreSQL / file: %.2f×; PUT/s PostgreSQL / file: %.2f×" % (
+        ratio(rows["PostgreSQL"]["get"]["rps"], rows["file"]["get"]["rps"]),
+        ratio(rows["PostgreSQL"]["put"]["rps"], rows["file"]["put"]["rps"])))
+
+    print("\n### Freshness across nodes (PostgreSQL store, %d changes each)\n" % changes)
+    print("| from | to | median ms | p99 ms | max ms |")
+    print("| --- | --- | --- | --- | --- |")
+    if commit_seen:
+        print("| update() returned (committed) in process A | get() returned it in process B (asked every 0.1 ms) | %.3f | %.3f | %.3f |" % (
+            statistics.median(commit_seen), pct(commit_seen, 99), max(commit_seen)))
+    if seen:
+        print("| PUT /SMTP sent to node A (nginx) | node A's answer (lock, commit, NOTIFY) | %.3f | %.3f | %.3f |" % (
+            statistics.median(puts), pct(puts, 99), max(puts)))
+        print("| node A's answer | node B's (nginx) answer with the change, GETs sent one after another | %.3f | %.3f | %.3f |" % (
+            statistics.median(seen), pct(seen, 99), max(seen)))
+    print("\nprocess B missed %d of %d changes; node B answered with the change at its first GET after node A's answer "
+          "in %d of %d (most GETs: %d); connections the two nginx nodes held at the end: %s"
+          % (missed, changes, sum(1 for k in polls if k == 1), changes, max(polls or [0]), connections))
+
+    print("\n### GET while the database is stalled (SIGSTOP to the postmaster and its %d children; PostgreSQL node, 4 connections, %d s)\n"
+          % (stopped - 1, secs))
+    print("| GET /SMTP | requests/s | p50 ms | p99 ms | non-2xx or socket errors |")
+    print("| --- | --- | --- | --- | --- |")
+    print("| database idle | %.0f | %.3f | %.3f | %d |" % (idle["rps"], idle["p50"], idle["p99"], idle["non2xx"] + idle["errors"]))
+    print("| database stalled | %.0f | %.3f | %.3f | %d |" % (
+        stalled["rps"], stalled["p50"], stalled["p99"], stalled["non2xx"] + stalled["errors"]))
+    if after:
+        print("| after it resumed (1 s) | %.0f | %.3f | %.3f | %d |" % (
+            after["rps"], after["p50"], after["p99"], after["non2xx"] + after["errors"]))
+    print("\nGET p99 while the database is stalled / idle GET p99: %.2f×" % ratio(stalled["p99"], idle["p99"]))
+    return rows, seen, idle, stalled
 
 
 def main():
@@ -312,6 +571,7 @@ def main():
     rss_end = int(re.search(r"rss_at_end (\d+)", err).group(1))
 
     http = http_bench(args.quick)
+    store_bench(args.quick, reps)
 
     get_out = sh("lua5.4 bench/get_loop.lua %d" % (50000 if args.quick else 500000))
     get_rate, reread_rate = [float(x) for x in re.findall(r"[\d.]+", get_out)]
