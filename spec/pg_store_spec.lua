@@ -350,7 +350,7 @@ describe("the PostgreSQL store #postgres", function()
     local ADMIN = "admin:Admin-Pg-Passw0rd"
     setup(function()
       local users = { { "admin", "Admin-Pg-Passw0rd", { "all" } } }
-      local extra = ("key_file = %q,"):format(KEY.key_file)
+      local extra = ("key_file = %q, connect_timeout_ms = 1500,"):format(KEY.key_file)
       a = H.start_nginx { users = users, store = server.uri, extra = extra }
       b = H.start_nginx { users = users, store = server.uri, extra = extra }
     end)
@@ -388,9 +388,15 @@ describe("the PostgreSQL store #postgres", function()
       end
       local per_get = (H.now_ms() - t0) / 20
       assert.truthy(per_get < 200, ("a GET took %.0f ms on average while stalled"):format(per_get))
+      -- A PUT must wait on the stalled database: serve{}'s
+      -- connect_timeout_ms (1500 ms here) bounds it.
+      t0 = H.now_ms()
+      local st, got = a:request { method = "PUT", user = ADMIN, body = cjson.encode(profile { SenderName = "stalled" }) }
+      assert.are.equal(503, st, got)
+      assert.truthy(H.now_ms() - t0 < 2500, ("the PUT answered after %.0f ms"):format(H.now_ms() - t0))
       server:resume()
       server:stop()
-      local st, got = a:request { method = "PUT", user = ADMIN, body = cjson.encode(profile { SenderName = "down" }) }
+      st, got = a:request { method = "PUT", user = ADMIN, body = cjson.encode(profile { SenderName = "down" }) }
       assert.are.equal(503, st, got)
       local doc = cjson.decode(got)
       assert.are.equal("0xA05300F2", doc.ErrorCode)

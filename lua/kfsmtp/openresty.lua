@@ -51,8 +51,10 @@ end
 -- (the store hands back the same record while nothing changed) --> status,
 -- body.
 local get_bodies = {} -- store path, API version --> { record = , body = }
-local function get_body(store_path, api_version)
+local function get_body(store_path, api_version, timeout_ms)
   local store = kfsmtp.open(store_path)
+  -- A database store waits at most the handler's connect_timeout_ms.
+  store.timeout_ms = timeout_ms
   local record, err = store:load()
   if not record then return err.status, json.encode(errors.body(err)), err end
   local key = store_path .. "\0" .. api_version
@@ -64,18 +66,18 @@ local function get_body(store_path, api_version)
   return 200, cached.body
 end
 
--- run_get(store_path, api_version) --> status, body: GET for a database
--- store, whose reads may wait on the network.
-function _M.run_get(store_path, api_version)
-  local status, body = get_body(store_path, api_version)
+-- run_get(store_path, api_version, timeout_ms) --> status, body: GET for
+-- a database store, whose reads may wait on the network.
+function _M.run_get(store_path, api_version, timeout_ms)
+  local status, body = get_body(store_path, api_version, timeout_ms)
   return status, body
 end
 
 -- run_update(store_path, req, api_version, details, secret_providers,
--- key_file) --> status, body
-function _M.run_update(store_path, req, api_version, details, secret_providers, key_file)
+-- key_file, connect_timeout_ms) --> status, body
+function _M.run_update(store_path, req, api_version, details, secret_providers, key_file, connect_timeout_ms)
   local p, err = kfsmtp.open(store_path):update(req, { api_version = api_version, secret_providers = secret_providers,
-    key_file = key_file })
+    key_file = key_file, connect_timeout_ms = connect_timeout_ms })
   if not p then return err.status, error_json(err, details) end
   return 200, json.encode(p)
 end
@@ -288,13 +290,14 @@ function Handler:handle()
     local status, body, err
     if self.database then
       -- Never on the event loop: a stalled database stalls a thread only.
-      status, body = in_thread(self.thread_pool, "kfsmtp.openresty", "run_get", self.store, api_version)
+      status, body = in_thread(self.thread_pool, "kfsmtp.openresty", "run_get", self.store, api_version,
+        self.test_options.connect_timeout_ms)
       if not status then
         if body == "unavailable" then return busy() end
         return fail("internal", "The request could not be run (see the server's error log).")
       end
     else
-      status, body, err = get_body(self.store, api_version)
+      status, body, err = get_body(self.store, api_version, nil)
       if err then ngx.log(ngx.ERR, "kfsmtp: ", err.Message) end
     end
     return respond(status, body)
@@ -305,7 +308,7 @@ function Handler:handle()
   local status, body
   if route.name == "smtp" then
     status, body = in_thread(self.thread_pool, "kfsmtp.openresty", "run_update", self.store, req, api_version, details,
-      self.test_options.secret_providers, self.test_options.key_file)
+      self.test_options.secret_providers, self.test_options.key_file, self.test_options.connect_timeout_ms)
   else
     local opts = self.test_options
     for k, v in pairs(req) do

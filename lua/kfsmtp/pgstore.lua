@@ -51,8 +51,10 @@ function _M.new(uri, decode, class)
     class or Pg)
 end
 
-local function timeout_ms()
-  return options.get({}, "connect_timeout_ms")
+-- Every wait on the database: the calling get/update/test's
+-- connect_timeout_ms (kfsmtp.store sets it), else the module default.
+local function timeout_ms(self)
+  return self.timeout_ms or options.get({}, "connect_timeout_ms")
 end
 
 -- The error of a failed database call; the connection it came from is
@@ -75,11 +77,11 @@ function Pg:io_error(why)
 end
 
 local function connect(self)
-  local conn, message, kind = core.pg_connect { uri = self.uri, connect_timeout_ms = timeout_ms(),
+  local conn, message, kind = core.pg_connect { uri = self.uri, connect_timeout_ms = timeout_ms(self),
     application_name = "kfsmtp" }
   if not conn then return nil, self:db_error(message, kind) end
   local ok
-  ok, message, kind = conn:ensure_table(timeout_ms())
+  ok, message, kind = conn:ensure_table(timeout_ms(self))
   if not ok then
     conn:close()
     return nil, self:db_error(message, kind)
@@ -106,7 +108,7 @@ function Pg:read()
   if self.locked then return decoded(self, self.locked.text) end
   local conn, err = self:connection()
   if not conn then return nil, err end
-  local text, version, kind = conn:load(timeout_ms())
+  local text, version, kind = conn:load(timeout_ms(self))
   self.reads = self.reads + 1
   if text == nil then return nil, self:db_error(version, kind) end
   local value
@@ -122,7 +124,7 @@ local function listening(self)
   if self.listener then return self.listener, false end
   local conn, err = connect(self)
   if not conn then return nil, err end
-  local ok, message, kind = conn:listen(timeout_ms())
+  local ok, message, kind = conn:listen(timeout_ms(self))
   if not ok then
     conn:close()
     return nil, self:db_error(message, kind)
@@ -163,7 +165,7 @@ end
 function Pg:with_lock(fn, ...)
   local conn, err = self:connection()
   if not conn then return nil, err, "lock" end
-  local text, version, kind = conn:begin_locked(timeout_ms())
+  local text, version, kind = conn:begin_locked(timeout_ms(self))
   if text == nil then return nil, self:db_error(version, kind), "lock" end
   self.locked = { text = text, version = version }
   local ok, a, b = pcall(fn, ...)
@@ -179,7 +181,7 @@ end
 -- inside with_lock. The node that wrote sees it at once. true | nil, err.
 function Pg:write(text, value)
   self.locked = nil
-  local version, message, kind = self.conn:commit_write(text, timeout_ms())
+  local version, message, kind = self.conn:commit_write(text, timeout_ms(self))
   if not version then return nil, self:db_error(message, kind) end
   self.value, self.version = value, version
   return true

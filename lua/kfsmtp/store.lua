@@ -60,6 +60,7 @@ end
 
 function Store:get(opts)
   opts = options.check(opts, "get")
+  self.timeout_ms = options.get(opts, "connect_timeout_ms")
   local record, err = self:current()
   if not record then return nil, err end
   return profile.profile_out(record, options.get(opts, "api_version"))
@@ -112,6 +113,7 @@ end
 function Store:update(req, opts)
   check_request(req, "update")
   opts = options.check(opts, "update")
+  self.timeout_ms = options.get(opts, "connect_timeout_ms")
   local t, err = profile.read(req, false, options.get(opts, "api_version"), options.get(opts, "secret_providers"))
   if not t then return nil, err end
   local record
@@ -122,7 +124,9 @@ end
 
 function Store:test(req, opts)
   check_request(req, "test")
-  return testrun.run(self, req, options.check(opts, "test"))
+  opts = options.check(opts, "test")
+  self.timeout_ms = options.get(opts, "connect_timeout_ms")
+  return testrun.run(self, req, opts)
 end
 
 local FileStore, PgStore = file.class(), pgstore.class()
