@@ -202,7 +202,7 @@ describe("the PostgreSQL store #postgres", function()
     assert.are.equal("resumed", assert(kfsmtp.open(node_uri()):get()).SenderName)
   end)
 
-  it("serialises concurrent writers in other processes: every read whole, the last write current", function()
+  it("serialises 8 writer processes on each of two nodes: every read whole, the last write current", function()
     assert(kfsmtp.open(node_uri()):update(profile(), KEY))
     local first = tonumber(server:psql("SELECT version FROM kfsmtp_profile WHERE id = 1"))
     local script = H.tmpdir() .. "/writer.lua"
@@ -226,22 +226,24 @@ describe("the PostgreSQL store #postgres", function()
       print("ok")
     ]]):format(H.build))
     local outs = {}
-    for w = 1, 8 do
+    -- Two nodes: two store URIs, 8 processes on each.
+    local nodes = { node_uri(), node_uri() }
+    for w = 1, 16 do
       outs[w] = H.tmpdir() .. "/out"
-      H.exec(("%s %s %s %d %s > %s 2>&1 &"):format(H.lua_run, H.q(script), H.q(node_uri()), w, H.q(KEY.key_file),
+      H.exec(("%s %s %s %d %s > %s 2>&1 &"):format(H.lua_run, H.q(script), H.q(nodes[w % 2 + 1]), w, H.q(KEY.key_file),
         H.q(outs[w])))
     end
     local deadline = H.now_ms() + 60000
-    for w = 1, 8 do
+    for w = 1, 16 do
       while not (H.read(outs[w]) or ""):find("\n", 1, true) do
         assert(H.now_ms() < deadline, "writer " .. w .. " did not finish")
         H.sleep(0.05)
       end
       assert.are.equal("ok\n", H.read(outs[w]), "writer " .. w)
     end
-    -- 8 writers x 15 updates on top of the first: every one counted.
+    -- 16 writers x 15 updates on top of the first: every one counted.
     local version = tonumber(server:psql("SELECT version FROM kfsmtp_profile WHERE id = 1"))
-    assert.are.equal(first + 8 * 15, version)
+    assert.are.equal(first + 16 * 15, version)
     local last = cjson.decode(server:psql("SELECT profile FROM kfsmtp_profile WHERE id = 1"))
     assert.falsy(server:psql("SELECT profile FROM kfsmtp_profile WHERE id = 1"):find('"pw"', 1, true))
     assert.are.equal(last.SenderName, assert(kfsmtp.open(node_uri()):get()).SenderName)
