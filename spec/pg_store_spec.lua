@@ -15,7 +15,9 @@ local PASSWORD = "Pg-Relay-Pw-" .. tostring(os.time())
 describe("the PostgreSQL store #postgres", function()
   local server, relay, KEY
   setup(function()
-    server = pg.start()
+    -- Every store object of this file keeps two connections, the 16
+    -- writer processes two each, the nginx nodes two per thread VM.
+    server = pg.start { conf = { max_connections = 200 } }
     relay = H.start_smtp { mode = "starttls", auth = "svc:" .. PASSWORD }
     local key_file = H.tmpdir() .. "/key"
     assert(sealing.keygen(key_file))
