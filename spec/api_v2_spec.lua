@@ -238,7 +238,12 @@ describe("version 2's models in Lua", function()
   it("sends RequestHeaders with the token request only, and keys the token cache on them", function()
     local tokens = H.start_token_server("app-hdr", "Hdr-Client-Secret-3")
     local relay = H.start_smtp { mode = "starttls", oauth_token_file = tokens.token_file, oauth_only = true }
-    finally(function() relay:stop() tokens:stop() end)
+    local other
+    -- One finally: busted keeps only the last one given.
+    finally(function()
+      relay:stop() tokens:stop()
+      if other then other:stop() end
+    end)
     local opts = { api_version = 2, ca_file = H.certs().ca }
     local body = { Host = "localhost", Port = relay.port, UseSSL = true, RelayAuthenticationType = 3,
       RelayUsername = { SecretValue = "pki@example.com" }, ClientId = { SecretValue = "app-hdr" },
@@ -267,8 +272,7 @@ describe("version 2's models in Lua", function()
     assert.are.equal(2, tokens:requests())
     assert.are.equal("fabrikam", sent_headers()["x-tenant"])
     -- Stored headers go with the stored endpoint only.
-    local other = H.start_token_server("app-hdr", "Hdr-Client-Secret-3")
-    finally(function() other:stop() end)
+    other = H.start_token_server("app-hdr", "Hdr-Client-Secret-3")
     -- (The relay takes only the first endpoint's tokens: the test itself
     -- fails at auth, after the token request this is about.)
     store:test(H.with(test, { TokenEndpoint = other.url, ClientSecret = { SecretValue = "Hdr-Client-Secret-3" } }), opts)

@@ -161,9 +161,12 @@ describe("the PostgreSQL store #postgres", function()
     assert(store:update(profile(), KEY))
     assert(store:get())
     server:stop()
-    finally(function() server:restart() end)
     kfsmtp.configure { connect_timeout_ms = 1000 }
-    finally(function() kfsmtp.configure { connect_timeout_ms = 10000 } end)
+    -- One finally: busted keeps only the last one given.
+    finally(function()
+      kfsmtp.configure { connect_timeout_ms = 10000 }
+      server:restart()
+    end)
     for _, call in ipairs { function() return store:get() end, function() return store:update(profile(), KEY) end,
         function() return store:test(H.with(profile(), { RelayPassword = H.NONE, TestRecipient = "ops@example.com" })) end } do
       local t0 = H.now_ms()
@@ -188,9 +191,11 @@ describe("the PostgreSQL store #postgres", function()
     H.sleep(0.05)
     assert(store:get())
     server:stall()
-    finally(function() server:resume() end)
     kfsmtp.configure { connect_timeout_ms = 500 }
-    finally(function() kfsmtp.configure { connect_timeout_ms = 10000 } end)
+    finally(function()
+      kfsmtp.configure { connect_timeout_ms = 10000 }
+      server:resume()
+    end)
     local t0 = H.now_ms()
     for _ = 1, 100 do assert.are.equal("KF", assert(store:get()).SenderName) end
     assert.truthy(H.now_ms() - t0 < 200, "get() waited on the stalled server")
