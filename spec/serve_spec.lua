@@ -6,15 +6,16 @@ local cjson = require "cjson"
 
 local PASSWORD = "Serve-Admin-Passw0rd-4711"
 
--- Starts scripts/serve.sh in dir (PATH_PREFIX first on PATH, if given)
--- and waits until it is ready --> run folder, port, serve.sh's pid.
-local function start_serve(dir, path_prefix, env)
+-- Starts scripts/serve.sh in dir (PATH_PREFIX first on PATH, if given;
+-- ENV before it; the store dir/store.json unless STORE) and waits until it
+-- is ready --> run folder, port, serve.sh's pid (the caller stops it: a
+-- case has one finally).
+local function start_serve(dir, path_prefix, env, store)
   local run, port = dir .. "/run", H.closed_port()
   H.exec(("%s%s%sKFSMTP_ADMIN_PASSWORD=%s KFSMTP_SERVE_DIR=%s KFSMTP_STORE=%s PORT=%d sh scripts/serve.sh > %s 2>&1 & echo $! > %s"):format(
     H.plain, path_prefix and ("PATH=%s:\"$PATH\" "):format(H.q(path_prefix)) or "", env or "", H.q(PASSWORD), H.q(run),
-    H.q(dir .. "/store.json"), port, H.q(dir .. "/out"), H.q(dir .. "/pid")))
+    H.q(store or (dir .. "/store.json")), port, H.q(dir .. "/out"), H.q(dir .. "/pid")))
   local serve_pid = tonumber(H.read(dir .. "/pid"))
-  finally(function() H.exec("kill " .. serve_pid .. " 2>/dev/null") end)
   local deadline = H.now_ms() + 15000
   while not (H.read(dir .. "/out") or ""):find("Press Ctrl-C", 1, true) do
     assert(H.now_ms() < deadline, "serve.sh did not start: " .. (H.read(dir .. "/out") or ""))
@@ -33,6 +34,7 @@ describe("make serve", function()
     H.write(dir .. "/bin/nginx", ("#!/bin/sh\nenv > %s/nginx-env.$$\nexec %s \"$@\"\n"):format(H.q(dir), H.q(real)))
     H.exec("chmod +x " .. H.q(dir .. "/bin/nginx"))
     local run, port, serve_pid = start_serve(dir, dir .. "/bin")
+    finally(function() H.exec("kill " .. serve_pid .. " 2>/dev/null") end)
     -- Without a key file, it says once that secrets are stored in clear,
     -- and how to change that.
     local said = H.read(dir .. "/out")
@@ -65,7 +67,8 @@ describe("make serve", function()
     -- Provider 2 (env) for a variable whose value is not the relay's
     -- password: a test with it must fail at auth, which shows the value
     -- reached the relay through nginx.
-    local run, port = start_serve(H.tmpdir(), nil, "KFSMTP_SECRET_ENV=KFSMTP_SERVE_PW KFSMTP_SERVE_PW=not-the-password ")
+    local run, port, serve_pid = start_serve(H.tmpdir(), nil, "KFSMTP_SECRET_ENV=KFSMTP_SERVE_PW KFSMTP_SERVE_PW=not-the-password ")
+    finally(function() H.exec("kill " .. serve_pid .. " 2>/dev/null") end)
     local smtp_port = tonumber(H.read(run .. "/smtp/port"))
     local relay_password = (H.read(run .. "/secrets/relay"):gsub("\n$", ""))
     -- As Keyfactor's Go client sends them (x-keyfactor-api-version: 2,
@@ -136,5 +139,41 @@ describe("make serve", function()
     status, body = call("POST", "/SMTP/Test", profile)
     assert.are.equal(200, status, body)
     assert.are.equal("svc", cjson.decode(H.read(run .. "/smtp/msg-1.json")).auth_login)
+  end)
+
+  it("runs two nodes on one PostgreSQL store: a PUT on one is seen by a GET on the other #postgres", function()
+    local server = require("pg").start { conf = { max_connections = 100 } }
+    local pids = {}
+    finally(function()
+      for _, pid in ipairs(pids) do H.exec("kill " .. pid .. " 2>/dev/null") end
+      H.sleep(0.5)
+      server:destroy()
+    end)
+    local key = H.tmpdir() .. "/key"
+    assert(require("kfsmtp.sealing").keygen(key))
+    local env = ("KFSMTP_KEY_FILE=%s "):format(H.q(key))
+    local ports = {}
+    for i = 1, 2 do
+      local _, port, pid = start_serve(H.tmpdir(), nil, env, server.uri)
+      ports[i], pids[i] = port, pid
+    end
+    local function call(port, method, body)
+      local out_dir = H.tmpdir()
+      H.write(out_dir .. "/body", body and cjson.encode(body) or "")
+      local status = H.sh(("%scurl -s -o %s -w '%%{http_code}' -u %s -H 'X-Keyfactor-Requested-With: APIClient' -H 'Content-Type: application/json' -X %s %s http://127.0.0.1:%d/KeyfactorAPI/SMTP"):format(
+        H.plain, H.q(out_dir .. "/out"), H.q("admin:" .. PASSWORD), method, body and ("--data-binary @" .. H.q(out_dir .. "/body")) or "", port))
+      return tonumber(status), H.read(out_dir .. "/out") or ""
+    end
+    local status, body = call(ports[1], "PUT", { Host = "127.0.0.1", Port = 2525, RelayAuthenticationType = 2,
+      RelayUsername = "svc", RelayPassword = "Serve-Cluster-Pw-9", SenderAccount = "kf@example.com", SenderName = "node 1" })
+    assert.are.equal(200, status, body)
+    local t0 = H.now_ms()
+    repeat
+      status, body = call(ports[2], "GET")
+      assert.are.equal(200, status, body)
+      assert(H.now_ms() - t0 < 1000, "the other node did not see the PUT within 1 s")
+    until cjson.decode(body).SenderName == "node 1"
+    -- Sealed with the key file both nodes were given: not in the row.
+    assert.falsy(server:psql("SELECT profile FROM kfsmtp_profile"):find("Serve-Cluster-Pw-9", 1, true))
   end)
 end)
