@@ -342,6 +342,10 @@ int kf_delivery_run(kf_delivery *d, const kf_delivery_req *req) {
                  req->bearer ? "AUTH=OAUTHBEARER;AUTH=XOAUTH2" : "");
     KF_SETOPT(&o, CURLOPT_LOGIN_OPTIONS,
               d->credentials && d->login_options[0] ? d->login_options : NULL);
+    /* The first SASL message goes on the AUTH line itself (RFC 4954's
+     * initial response): one round trip less for PLAIN, LOGIN and the
+     * OAuth mechanisms, which a distant relay makes worth 20-150 ms. */
+    KF_SETOPT(&o, CURLOPT_SASL_IR, 1L);
     KF_SETOPT(&o, CURLOPT_MAIL_FROM, req->mail_from);
     KF_SETOPT(&o, CURLOPT_MAIL_RCPT, rcpt);
     KF_SETOPT(&o, CURLOPT_UPLOAD, 1L);

@@ -194,6 +194,9 @@ describe("STARTTLS with AUTH", function()
       assert.truthy(line:match("^C: AUTH PLAIN$") or line:match("^C: AUTH PLAIN %*%*%*$")
         or line == "C: ***" or line:match("^S: 334"), line)
     end
+    -- The credentials ride on the AUTH line (SASL initial response): one
+    -- round trip, no 334 challenge in between.
+    assert.are.equal("C: AUTH PLAIN ***", exchange)
     -- Neither the secret nor the base64 of the username (a prefix of any
     -- PLAIN or LOGIN payload) appears.
     assert.falsy(t:find("Q09SUFxzdmMtbWFpbA", 1, true))

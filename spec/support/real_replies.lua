@@ -20,7 +20,7 @@ return {
   auth_failed = {
     about = "a wrong password (CRAM-MD5)",
     exim = {
-      command = "AUTH PLAIN",
+      command = "AUTH PLAIN ***",
       reply = {
         "535 Incorrect authentication data",
       },
@@ -37,7 +37,7 @@ return {
       },
     },
     postfix = {
-      command = "AUTH PLAIN",
+      command = "AUTH PLAIN ***",
       reply = {
         "535 5.7.8 Error: authentication failed: (reason unavailable)",
       },
