@@ -170,10 +170,6 @@ void *kf_arg_object(const kf_door *d, int arg, const char *name, const char *mt)
     return p;
 }
 
-const char *kf_strerror(int err, char *buf, size_t size) {
-    /* GNU strerror_r: thread-safe, as nginx worker threads need. */
-    return strerror_r(err, buf, size);
-}
 
 int kf_fail(lua_State *L, const char *what, int err) {
     char msg[256];

@@ -8,6 +8,7 @@
 
 #include "buffer.h"
 #include "compat.h"
+#include "oserr.h"
 
 /* For a length that has no limit of its own (the OS or the rules decide). */
 #define KF_ANY_LENGTH ((size_t)-1)
@@ -58,8 +59,6 @@ KF_HIDDEN void *kf_arg_object(const kf_door *d, int arg, const char *name, const
 
 /* A failure of the world: pushes nil, "WHAT: strerror(err)", err; returns 3. */
 KF_HIDDEN int kf_fail(lua_State *L, const char *what, int err);
-/* Thread-safe strerror (nginx worker threads call the core). */
-KF_HIDDEN const char *kf_strerror(int err, char *buf, size_t size);
 /* A kf_buf in a userdata on the stack whose __gc wipes and frees it, so an
  * error raised before the owner frees it leaks nothing. */
 KF_HIDDEN kf_buf *kf_newbuf(lua_State *L);

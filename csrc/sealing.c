@@ -27,6 +27,7 @@
 #include <openssl/evp.h>
 #include <openssl/rand.h>
 
+#include "oserr.h"
 #include "sealing.h"
 
 const char *const kf_seal_kind_names[KF_SEAL_KIND_COUNT] = {
@@ -68,19 +69,6 @@ seal_fail(kf_buf *why, kf_seal_kind kind, const char *fmt, ...) {
     kf_buf_clear(why);
     kf_buf_puts(why, reason);
     return kind;
-}
-
-static const char *seal_strerror(int err, char *buf, size_t size) {
-    return strerror_r(err, buf, size); /* GNU: thread-safe, as nginx threads need */
-}
-
-static const char *seal_file_kind(mode_t mode) {
-    if (S_ISDIR(mode)) return "folder";
-    if (S_ISFIFO(mode)) return "FIFO";
-    if (S_ISCHR(mode)) return "character device";
-    if (S_ISBLK(mode)) return "block device";
-    if (S_ISSOCK(mode)) return "socket";
-    return "special file";
 }
 
 void kf_key_wipe(kf_key *key) {
@@ -170,7 +158,7 @@ static kf_seal_kind seal_read_checked(int fd, const struct stat *st, const char 
         return seal_refuse(why, KF_SEAL_UNREADABLE, path,
                            "cannot be opened (%s): let uid %lu read it (chown %lu, then chmod 600), "
                            "and mount /proc, which the check needs",
-                           seal_strerror(errno, err, sizeof err), (unsigned long)geteuid(),
+                           kf_strerror(errno, err, sizeof err), (unsigned long)geteuid(),
                            (unsigned long)geteuid());
     if (fstat(rfd, &opened) != 0 || opened.st_dev != st->st_dev || opened.st_ino != st->st_ino ||
         !S_ISREG(opened.st_mode)) {
@@ -186,7 +174,7 @@ static kf_seal_kind seal_read_checked(int fd, const struct stat *st, const char 
             close(rfd);
             OPENSSL_cleanse(line, sizeof line);
             return seal_refuse(why, KF_SEAL_UNREADABLE, path, "cannot be read (%s): check the file",
-                               seal_strerror(e, err, sizeof err));
+                               kf_strerror(e, err, sizeof err));
         }
         if (n == 0) break;
         len += (size_t)n;
@@ -219,16 +207,16 @@ kf_seal_kind kf_key_read(const char *path, kf_key *key, kf_buf *why) {
             return seal_refuse(why, KF_SEAL_MISSING, path,
                                "does not exist (%s): make one with `kfsmtp keygen FILE`, or set "
                                "key_file (KFSMTP_KEY_FILE) to the right path",
-                               seal_strerror(e, err, sizeof err));
+                               kf_strerror(e, err, sizeof err));
         return seal_refuse(why, KF_SEAL_UNREADABLE, path,
                            "cannot be opened (%s): check the path and that uid %lu may read it",
-                           seal_strerror(e, err, sizeof err), (unsigned long)geteuid());
+                           kf_strerror(e, err, sizeof err), (unsigned long)geteuid());
     }
     if (fstat(fd, &st) != 0) {
         e = errno;
         close(fd);
         return seal_refuse(why, KF_SEAL_UNREADABLE, path, "cannot be examined (%s): check the file",
-                           seal_strerror(e, err, sizeof err));
+                           kf_strerror(e, err, sizeof err));
     }
     if (S_ISLNK(st.st_mode)) {
         close(fd);
@@ -240,7 +228,7 @@ kf_seal_kind kf_key_read(const char *path, kf_key *key, kf_buf *why) {
         close(fd);
         return seal_refuse(why, KF_SEAL_NOT_REGULAR, path,
                            "is a %s, not a regular file: point key_file at the key file",
-                           seal_file_kind(st.st_mode));
+                           kf_file_kind(st.st_mode));
     }
     if (st.st_uid != geteuid() && st.st_uid != 0) {
         unsigned long me = (unsigned long)geteuid();
@@ -319,7 +307,7 @@ kf_seal_kind kf_key_generate(const char *path, char id[KF_KEY_ID_HEX + 1], kf_bu
                                "path");
         return seal_refuse(why, e == ENOENT || e == ENOTDIR ? KF_SEAL_MISSING : KF_SEAL_UNREADABLE,
                            path, "cannot be created (%s): check the folder and its permissions",
-                           seal_strerror(e, err, sizeof err));
+                           kf_strerror(e, err, sizeof err));
     }
     /* The mode open gave went through the umask: set it outright. */
     if (fchmod(fd, 0600) != 0) {
@@ -359,7 +347,7 @@ fail:
     unlink(path);
     id[0] = '\0';
     return seal_refuse(why, KF_SEAL_UNREADABLE, path, "could not be written (%s): nothing was kept",
-                       seal_strerror(rc, err, sizeof err));
+                       kf_strerror(rc, err, sizeof err));
 }
 
 /* One AES-256-GCM pass: encrypt (enc 1) or decrypt (0) len bytes of in to

@@ -19,6 +19,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "oserr.h"
 #include "secretfile.h"
 
 const char *const kf_secret_kind_names[KF_SECRET_KIND_COUNT] = {
@@ -41,20 +42,6 @@ secret_refuse(kf_buf *why, kf_secret_kind kind, const char *dir, const char *pat
     kf_buf_quote(why, dir);
     kf_buf_printf(why, " %s.", reason);
     return kind;
-}
-
-/* GNU strerror_r: thread-safe, as nginx worker threads need. */
-static const char *secret_strerror(int err, char *buf, size_t size) {
-    return strerror_r(err, buf, size);
-}
-
-static const char *secret_file_kind(mode_t mode) {
-    if (S_ISDIR(mode)) return "folder";
-    if (S_ISFIFO(mode)) return "FIFO";
-    if (S_ISCHR(mode)) return "character device";
-    if (S_ISBLK(mode)) return "block device";
-    if (S_ISSOCK(mode)) return "socket";
-    return "special file";
 }
 
 /* Is where the real folder or inside it? real comes from realpath(3):
@@ -101,7 +88,7 @@ static kf_secret_kind secret_check_read(int fd, const char *real, const char *di
         return secret_refuse(why, KF_SECRET_UNREADABLE, dir, path,
                              "cannot be checked for where it leads (reading %s: %s): mount /proc, "
                              "which the check needs",
-                             proc, secret_strerror(e, err, sizeof err));
+                             proc, kf_strerror(e, err, sizeof err));
     }
     where[n] = '\0';
     if (!secret_inside(where, real))
@@ -111,11 +98,11 @@ static kf_secret_kind secret_check_read(int fd, const char *real, const char *di
     if (fstat(fd, &st) != 0)
         return secret_refuse(why, KF_SECRET_UNREADABLE, dir, path,
                              "cannot be examined (%s): check the file",
-                             secret_strerror(errno, err, sizeof err));
+                             kf_strerror(errno, err, sizeof err));
     if (!S_ISREG(st.st_mode))
         return secret_refuse(why, KF_SECRET_NOT_REGULAR, dir, path,
                              "is a %s, not a regular file: put the secret in a regular file",
-                             secret_file_kind(st.st_mode));
+                             kf_file_kind(st.st_mode));
     if (st.st_uid != geteuid() && st.st_uid != 0) {
         unsigned long me = (unsigned long)geteuid();
         if (me == 0)
@@ -138,7 +125,7 @@ static kf_secret_kind secret_check_read(int fd, const char *real, const char *di
     if (rfd < 0)
         return secret_refuse(why, KF_SECRET_UNREADABLE, dir, path,
                              "cannot be opened (%s): check that uid %lu may read it",
-                             secret_strerror(errno, err, sizeof err), (unsigned long)geteuid());
+                             kf_strerror(errno, err, sizeof err), (unsigned long)geteuid());
     if (fstat(rfd, &opened) != 0 || opened.st_dev != st.st_dev || opened.st_ino != st.st_ino ||
         !S_ISREG(opened.st_mode)) {
         close(rfd);
@@ -159,7 +146,7 @@ static kf_secret_kind secret_check_read(int fd, const char *real, const char *di
                              "only the secret, or raise max",
                              max);
     return secret_refuse(why, KF_SECRET_UNREADABLE, dir, path, "cannot be read (%s): check the file",
-                         secret_strerror(-rc, err, sizeof err));
+                         kf_strerror(-rc, err, sizeof err));
 }
 
 kf_secret_kind kf_secret_read(const char *dir, const char *path, size_t max, kf_buf *out,
@@ -174,7 +161,7 @@ kf_secret_kind kf_secret_read(const char *dir, const char *path, size_t max, kf_
                                                               : KF_SECRET_UNREADABLE,
                              dir, path, "is missing, because the folder cannot be resolved "
                              "(%s): create the folder, or correct dir",
-                             secret_strerror(e, err, sizeof err));
+                             kf_strerror(e, err, sizeof err));
     }
     /* Joined, not openat(2)'d: an absolute path would make openat ignore
      * the folder. Either way, the check after open decides. */
@@ -182,7 +169,7 @@ kf_secret_kind kf_secret_read(const char *dir, const char *path, size_t max, kf_
     if (full.oom) {
         kf_buf_free(&full);
         return secret_refuse(why, KF_SECRET_UNREADABLE, dir, path, "cannot be opened (%s): retry",
-                             secret_strerror(ENOMEM, err, sizeof err));
+                             kf_strerror(ENOMEM, err, sizeof err));
     }
     fd = open(full.data, O_PATH | O_CLOEXEC);
     e = errno;
@@ -191,11 +178,11 @@ kf_secret_kind kf_secret_read(const char *dir, const char *path, size_t max, kf_
         if (e == ENOENT || e == ENOTDIR)
             return secret_refuse(why, KF_SECRET_MISSING, dir, path,
                                  "does not exist (%s): create it there, or correct the path",
-                                 secret_strerror(e, err, sizeof err));
+                                 kf_strerror(e, err, sizeof err));
         return secret_refuse(why, KF_SECRET_UNREADABLE, dir, path,
                              "cannot be opened (%s): check the file, the links leading to it, "
                              "and that uid %lu may read it",
-                             secret_strerror(e, err, sizeof err), (unsigned long)geteuid());
+                             kf_strerror(e, err, sizeof err), (unsigned long)geteuid());
     }
     kind = secret_check_read(fd, real, dir, path, max, out, why);
     close(fd);

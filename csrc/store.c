@@ -18,6 +18,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "oserr.h"
 #include "store.h"
 
 #define STORE_MAX_SIZE (1024 * 1024)
@@ -32,14 +33,9 @@ static void store_signature(const struct stat *st, char sig[KF_SIG_SIZE]) {
              st->st_ctim.tv_nsec);
 }
 
+/* The store's messages have always said "directory". */
 static const char *store_kind(mode_t mode) {
-    if (S_ISLNK(mode)) return "symbolic link";
-    if (S_ISDIR(mode)) return "directory";
-    if (S_ISFIFO(mode)) return "FIFO";
-    if (S_ISCHR(mode)) return "character device";
-    if (S_ISBLK(mode)) return "block device";
-    if (S_ISSOCK(mode)) return "socket";
-    return "special file";
+    return S_ISDIR(mode) ? "directory" : kf_file_kind(mode);
 }
 
 /* -KF_ENOTFILE with *kind set unless st is a regular file. */

@@ -61,13 +61,6 @@ local function check(cond, fmt, ...)
   return cond
 end
 
-local function random_hex(bytes)
-  local f = assert(io.open("/dev/urandom", "rb"))
-  local raw = f:read(bytes)
-  f:close()
-  return (raw:gsub(".", function(c) return ("%02x"):format(c:byte()) end))
-end
-
 -- The watchdog's script: whatever is still running, stopped; every folder
 -- removed. Rewritten after each start, run by the watchdog only if this
 -- process dies before its own cleanup.
@@ -195,7 +188,7 @@ local function main()
   say("   key id %s, file mode 0600", key_id)
 
   step(3, "a capture SMTP server on loopback that offers AUTH (spec/support/smtpd.py --auth-file)")
-  local relay_password = random_hex(12)
+  local relay_password = pg.random_hex(12)
   local smtp = H.start_smtp { auth = "svc:" .. relay_password, auth_plaintext = true }
   track { pid = smtp.pid, dir = smtp.dir, name = "the capture server" }
   say("   127.0.0.1:%d (folder %s), user svc with a password made now (%d characters, known to this script only)",
@@ -215,7 +208,7 @@ local function main()
   say('   each serves serve{ store = "postgresql://kfsmtp@127.0.0.1:%d/kfsmtp?passfile=…", key_file = "%s" }', server.port, key_file)
 
   step(5, "an administrator on each node (bin/kfsmtp user-add, a users file per node)")
-  local admin_password = random_hex(10)
+  local admin_password = pg.random_hex(10)
   local env_file = run .. "/admin.env"
   H.write(env_file, ("KFSMTP_USER_PASSWORD=%s; export KFSMTP_USER_PASSWORD\n"):format(admin_password))
   for _, name in ipairs { "A", "B" } do

@@ -49,13 +49,14 @@ local function is_root()
   return (H.sh("id -u")):match("^0%s") ~= nil
 end
 
--- A random hex string, for the folder's password.
+-- A random hex string, for the folder's password (and the demo's).
 local function random_hex(bytes)
   local f = assert(io.open("/dev/urandom", "rb"))
   local raw = f:read(bytes)
   f:close()
   return (raw:gsub(".", function(c) return ("%02x"):format(c:byte()) end))
 end
+M.random_hex = random_hex
 
 -- The shell command that runs cmd as the server's user, from its folder
 -- (postgres may not be allowed into the current folder).
