@@ -31,7 +31,7 @@ BUILD ?= build/$(LUA)
 SRC = csrc/core.c csrc/buffer.c csrc/deadline.c csrc/delivery.c csrc/delivery_lua.c csrc/encode_lua.c csrc/luafield.c \
       csrc/message.c csrc/message_lua.c csrc/password.c csrc/password_lua.c csrc/pgstore.c csrc/pgstore_lua.c \
       csrc/sealing.c csrc/sealing_lua.c csrc/secretfile.c csrc/secretfile_lua.c csrc/session.c csrc/store.c csrc/store_lua.c \
-      csrc/tls.c csrc/token.c \
+      csrc/tls.c csrc/token.c csrc/tokencache.c \
       csrc/token_lua.c csrc/validate.c csrc/validate_lua.c csrc/vocab.c
 HDR = $(wildcard csrc/*.h)
 OBJ = $(patsubst csrc/%.c,$(BUILD)/obj/%.o,$(SRC))

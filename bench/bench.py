@@ -19,6 +19,8 @@ import sys
 import tempfile
 import time
 
+import latency
+
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 PY = "/usr/bin/python3"
 WORK = tempfile.mkdtemp(prefix="kfsmtp-bench.")
@@ -570,6 +572,9 @@ def main():
     rss100 = int(re.search(r"rss_after_100 (\d+)", err).group(1))
     rss_end = int(re.search(r"rss_at_end (\d+)", err).group(1))
 
+    latency_rows = latency.run(WORK, PROCS, args.quick)
+    latency_met = latency.report(latency_rows, args.quick)
+
     http = http_bench(args.quick)
     store_bench(args.quick, reps)
 
@@ -599,6 +604,7 @@ def main():
            % (get_rate, reread_rate), get_rate / reread_rate, 20.0)
     target("get() on an unchanged store / re-read + lua-cjson decode, LuaJIT (%.0f vs %.0f calls/s)"
            % (get_rate_jit, reread_rate_jit), get_rate_jit / reread_rate_jit, 20.0)
+    print("- latency (20 ms round trips): %d of %d targets met; the misses are marked above" % latency_met)
     get, static, idle, loaded = http
     target("HTTP: GET /SMTP / static return of the same JSON, same nginx and workers", get["rps"] / static["rps"], 0.7)
     print("- HTTP: GET p99 while 16 tests hang / idle GET p99: %.2f× (target ≤ 2×) %s" % (

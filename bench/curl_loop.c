@@ -1,16 +1,23 @@
 /*
  * curl_loop: the "bare libcurl" baseline for kfsmtp's benchmark.
  *
- *   curl_loop --host H --port P --mode plain|starttls --n N [--ca CAFILE]
- *             [--user U --password-file F] [--from ADDR] [--to ADDR]
- *             [--handle new|reuse]
+ *   curl_loop --host H --port P --mode plain|starttls|implicit --n N
+ *             [--ca CAFILE] [--user U --password-file F] [--mech PLAIN|LOGIN]
+ *             [--token-url URL --client-id ID --client-secret-file F
+ *              [--scope S] [--token each|once]]
+ *             [--from ADDR] [--to ADDR] [--handle new|reuse]
  *
  * N sequential deliveries of one small fixed message, each over a new TCP
  * connection (CURLOPT_FRESH_CONNECT + CURLOPT_FORBID_REUSE) and, in starttls
  * mode, a full TLS handshake (the TLS session-ID cache is switched off, so no
  * resumption).  --handle new: curl_easy_init/cleanup per delivery (timed);
  * --handle reuse: one easy handle for the whole run.  CURLOPT_CAPATH is left at
- * libcurl's default on purpose.
+ * libcurl's default on purpose, and so is CURLOPT_SASL_IR (off).
+ *
+ * --token-url: an OAuth client-credentials token (HTTP POST on an easy handle
+ * of its own, kept for the run, so libcurl may keep its connection), then
+ * the bearer (XOAUTH2/OAUTHBEARER) for --user. --token each: one per
+ * delivery, timed with it; once: one before the first delivery.
  *
  * stdout: one line per delivery, its latency in integer microseconds.
  * Exit 0 when every delivery succeeded; 1 (message on stderr) otherwise;
@@ -29,6 +36,13 @@ struct opts {
 	const char *host;
 	long port;
 	int starttls;
+	int implicit;
+	const char *mech;
+	const char *token_url;
+	const char *client_id;
+	const char *client_secret_file;
+	const char *scope;
+	int token_each;
 	long n;
 	const char *ca;
 	const char *user;
@@ -49,9 +63,11 @@ static void usage(const char *msg)
 	if (msg)
 		fprintf(stderr, "curl_loop: %s\n", msg);
 	fprintf(stderr,
-		"usage: curl_loop --host H --port P --mode plain|starttls --n N [--ca CAFILE]\n"
-		"                 [--user U --password-file F] [--from ADDR] [--to ADDR]\n"
-		"                 [--handle new|reuse]\n");
+		"usage: curl_loop --host H --port P --mode plain|starttls|implicit --n N\n"
+		"                 [--ca CAFILE] [--user U --password-file F] [--mech PLAIN|LOGIN]\n"
+		"                 [--token-url URL --client-id ID --client-secret-file F\n"
+		"                  [--scope S] [--token each|once]]\n"
+		"                 [--from ADDR] [--to ADDR] [--handle new|reuse]\n");
 	exit(2);
 }
 
@@ -73,6 +89,7 @@ static void parse_args(int argc, char **argv, struct opts *o)
 {
 	const char *mode = NULL;
 	const char *handle = "new";
+	const char *token = "each";
 	int i;
 
 	memset(o, 0, sizeof *o);
@@ -80,6 +97,8 @@ static void parse_args(int argc, char **argv, struct opts *o)
 	o->n = -1;
 	o->from = "kf@example.com";
 	o->to = "ops@example.com";
+	o->mech = "PLAIN";
+	o->scope = "bench";
 
 	for (i = 1; i < argc; i++) {
 		const char *a = argv[i];
@@ -108,6 +127,18 @@ static void parse_args(int argc, char **argv, struct opts *o)
 			o->to = v;
 		else if (!strcmp(a, "--handle"))
 			handle = v;
+		else if (!strcmp(a, "--mech"))
+			o->mech = v;
+		else if (!strcmp(a, "--token-url"))
+			o->token_url = v;
+		else if (!strcmp(a, "--client-id"))
+			o->client_id = v;
+		else if (!strcmp(a, "--client-secret-file"))
+			o->client_secret_file = v;
+		else if (!strcmp(a, "--scope"))
+			o->scope = v;
+		else if (!strcmp(a, "--token"))
+			token = v;
 		else {
 			fprintf(stderr, "curl_loop: unknown option %s\n", a);
 			usage(NULL);
@@ -119,15 +150,25 @@ static void parse_args(int argc, char **argv, struct opts *o)
 		o->starttls = 0;
 	else if (!strcmp(mode, "starttls"))
 		o->starttls = 1;
+	else if (!strcmp(mode, "implicit"))
+		o->implicit = 1;
 	else
-		usage("--mode must be plain or starttls");
+		usage("--mode must be plain, starttls or implicit");
+	if (strcmp(o->mech, "PLAIN") && strcmp(o->mech, "LOGIN"))
+		usage("--mech must be PLAIN or LOGIN");
+	if (!strcmp(token, "each"))
+		o->token_each = 1;
+	else if (strcmp(token, "once"))
+		usage("--token must be each or once");
+	if (o->token_url && !(o->client_id && o->client_secret_file && o->user))
+		usage("--token-url needs --client-id, --client-secret-file and --user");
 	if (!strcmp(handle, "new"))
 		o->reuse = 0;
 	else if (!strcmp(handle, "reuse"))
 		o->reuse = 1;
 	else
 		usage("--handle must be new or reuse");
-	if ((o->user == NULL) != (o->password_file == NULL))
+	if (!o->token_url && (o->user == NULL) != (o->password_file == NULL))
 		usage("--user and --password-file go together");
 }
 
@@ -213,6 +254,7 @@ struct setup {
 	const struct opts *o;
 	const char *url;
 	const char *password;
+	const char *bearer;
 	char *mail_from;
 	struct curl_slist *rcpt;
 	struct upload *up;
@@ -239,23 +281,80 @@ static void configure(CURL *h, const struct setup *s)
 	SET(h, CURLOPT_FRESH_CONNECT, 1L);
 	SET(h, CURLOPT_FORBID_REUSE, 1L);
 	SET(h, CURLOPT_SSL_SESSIONID_CACHE, 0L);
-	if (o->starttls) {
+	if (o->starttls || o->implicit) {
 		SET(h, CURLOPT_USE_SSL, (long)CURLUSESSL_ALL);
 		SET(h, CURLOPT_SSL_VERIFYPEER, 1L);
 		SET(h, CURLOPT_SSL_VERIFYHOST, 2L);
 	}
 	if (o->ca)
 		SET(h, CURLOPT_CAINFO, o->ca);
-	if (o->user) {
+	if (o->token_url) {
+		SET(h, CURLOPT_USERNAME, o->user);
+		SET(h, CURLOPT_XOAUTH2_BEARER, s->bearer);
+		SET(h, CURLOPT_LOGIN_OPTIONS, "AUTH=OAUTHBEARER;AUTH=XOAUTH2");
+	} else if (o->user) {
+		char login_options[16];
+
+		snprintf(login_options, sizeof login_options, "AUTH=%s", o->mech);
 		SET(h, CURLOPT_USERNAME, o->user);
 		SET(h, CURLOPT_PASSWORD, s->password);
-		SET(h, CURLOPT_LOGIN_OPTIONS, "AUTH=PLAIN");
+		SET(h, CURLOPT_LOGIN_OPTIONS, login_options);
 	}
 	SET(h, CURLOPT_MAIL_FROM, s->mail_from);
 	SET(h, CURLOPT_MAIL_RCPT, s->rcpt);
 	SET(h, CURLOPT_UPLOAD, 1L);
 	SET(h, CURLOPT_READFUNCTION, read_cb);
 	SET(h, CURLOPT_READDATA, s->up);
+}
+
+struct body {
+	char data[4096];
+	size_t len;
+};
+
+static size_t body_cb(char *data, size_t size, size_t n, void *userp)
+{
+	struct body *b = userp;
+
+	if (b->len + size * n >= sizeof b->data)
+		return 0;
+	memcpy(b->data + b->len, data, size * n);
+	b->len += size * n;
+	b->data[b->len] = '\0';
+	return size * n;
+}
+
+/* The access token from the endpoint's JSON answer, in *token (malloc'd);
+ * the handle is kept by the caller so that its connection may be reused. */
+static void fetch_token(CURL *t, const struct opts *o, const char *form, char **token)
+{
+	struct body b = {{0}, 0};
+	const char *p, *q;
+	long status = 0;
+	CURLcode rc;
+
+	SET(t, CURLOPT_URL, o->token_url);
+	SET(t, CURLOPT_NOSIGNAL, 1L);
+	SET(t, CURLOPT_POSTFIELDS, form);
+	SET(t, CURLOPT_WRITEFUNCTION, body_cb);
+	SET(t, CURLOPT_WRITEDATA, &b);
+	if (o->ca)
+		SET(t, CURLOPT_CAINFO, o->ca);
+	rc = curl_easy_perform(t);
+	curl_easy_getinfo(t, CURLINFO_RESPONSE_CODE, &status);
+	p = rc == CURLE_OK && status == 200 ? strstr(b.data, "\"access_token\"") : NULL;
+	p = p ? strchr(p + 14, '"') : NULL;
+	q = p ? strchr(p + 1, '"') : NULL;
+	if (!q) {
+		fprintf(stderr, "curl_loop: token endpoint: %s, HTTP %ld\n", curl_easy_strerror(rc), status);
+		exit(1);
+	}
+	free(*token);
+	*token = strndup(p + 1, (size_t)(q - p - 1));
+	if (!*token) {
+		fprintf(stderr, "curl_loop: out of memory\n");
+		exit(1);
+	}
 }
 
 static char *bracketed(const char *addr)
@@ -280,21 +379,30 @@ int main(int argc, char **argv)
 	char url[512];
 	char *password = NULL;
 	char *rcpt_addr;
-	CURL *h = NULL;
+	char *token = NULL;
+	char form[2048];
+	CURL *h = NULL, *t = NULL;
 	long i;
 
 	parse_args(argc, argv, &o);
 	if (o.password_file)
 		password = read_password(o.password_file);
+	if (o.token_url) {
+		char *secret = read_password(o.client_secret_file);
+
+		snprintf(form, sizeof form, "grant_type=client_credentials&client_id=%s&client_secret=%s&scope=%s",
+			 o.client_id, secret, o.scope);
+		free(secret);
+	}
 
 	memset(&up, 0, sizeof up);
 	up.data = build_message(o.from, o.to, &up.len);
 
 	/* Bracket IPv6 literals in the URL. */
 	if (strchr(o.host, ':'))
-		snprintf(url, sizeof url, "smtp://[%s]:%ld", o.host, o.port);
+		snprintf(url, sizeof url, "%s://[%s]:%ld", o.implicit ? "smtps" : "smtp", o.host, o.port);
 	else
-		snprintf(url, sizeof url, "smtp://%s:%ld", o.host, o.port);
+		snprintf(url, sizeof url, "%s://%s:%ld", o.implicit ? "smtps" : "smtp", o.host, o.port);
 
 	if (curl_global_init(CURL_GLOBAL_DEFAULT) != CURLE_OK) {
 		fprintf(stderr, "curl_loop: curl_global_init failed\n");
@@ -315,7 +423,18 @@ int main(int argc, char **argv)
 		return 1;
 	}
 
-	if (o.reuse) {
+	if (o.token_url) {
+		t = curl_easy_init();
+		if (!t) {
+			fprintf(stderr, "curl_loop: curl_easy_init failed\n");
+			return 1;
+		}
+		if (!o.token_each)
+			fetch_token(t, &o, form, &token);
+		s.bearer = token;
+	}
+
+	if (o.reuse && !(o.token_url && o.token_each)) {
 		h = curl_easy_init();
 		if (!h) {
 			fprintf(stderr, "curl_loop: curl_easy_init failed\n");
@@ -331,7 +450,11 @@ int main(int argc, char **argv)
 		up.off = 0;
 		errbuf[0] = '\0';
 		t0 = now_us();
-		if (!o.reuse) {
+		if (o.token_url && o.token_each) {
+			fetch_token(t, &o, form, &token);
+			s.bearer = token;
+		}
+		if (!o.reuse || (o.token_url && o.token_each)) {
 			h = curl_easy_init();
 			if (!h) {
 				fprintf(stderr, "curl_loop: curl_easy_init failed\n");
@@ -340,7 +463,7 @@ int main(int argc, char **argv)
 			configure(h, &s);
 		}
 		rc = curl_easy_perform(h);
-		if (!o.reuse) {
+		if (!o.reuse || (o.token_url && o.token_each)) {
 			curl_easy_cleanup(h);
 			h = NULL;
 		}
@@ -350,11 +473,16 @@ int main(int argc, char **argv)
 				curl_easy_strerror(rc), errbuf[0] ? ": " : "", errbuf);
 			return 1;
 		}
+		/* At once: bench/latency.py reads the relay's count at each line. */
 		printf("%lld\n", t1 - t0);
+		fflush(stdout);
 	}
 
 	if (h)
 		curl_easy_cleanup(h);
+	if (t)
+		curl_easy_cleanup(t);
+	free(token);
 	curl_slist_free_all(s.rcpt);
 	free(rcpt_addr);
 	free(s.mail_from);

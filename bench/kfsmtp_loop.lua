@@ -1,8 +1,11 @@
 -- kfsmtp.test() in a loop, with the contract of the other bench clients:
---   lua kfsmtp_loop.lua --host H --port P --mode plain|starttls --n N
---       [--ca FILE] [--user U --password-file F] [--rss]
+--   lua kfsmtp_loop.lua --host H --port P --mode plain|starttls|implicit --n N
+--       [--ca FILE] [--user U --password-file F] [--from A] [--to A]
+--       [--token-url URL --client-id ID --client-secret-file F --scope S]
+--       [--rss]
 -- prints each test's latency in microseconds; with --rss, the resident
--- size after 100 tests and at the end on stderr.
+-- size after 100 tests and at the end on stderr. With --token-url the
+-- profile is RelayAuthenticationType 3 (OAuth client credentials).
 local build = (type(jit) == "table") and "luajit" or "lua" .. _VERSION:match("%d+%.%d+")
 package.path = "lua/?.lua;" .. package.path
 package.cpath = "build/" .. build .. "/?.so;" .. package.cpath
@@ -26,21 +29,34 @@ end
 
 local req = { Host = a.host, Port = tonumber(a.port), SenderAccount = a.from or "kf@example.com",
   TestRecipient = a.to or "ops@example.com", SenderName = "Keyfactor Command",
-  UseSSL = a.mode == "starttls" }
-if a.user then
+  UseSSL = a.mode ~= "plain" }
+local function first_line(path)
+  local f = assert(io.open(path))
+  local line = f:read("*l")
+  f:close()
+  return line
+end
+if a["token-url"] then
+  req.RelayAuthenticationType = 3
+  req.RelayUsername = a.user or req.SenderAccount
+  req.TokenEndpoint, req.ClientId, req.Scope = a["token-url"], a["client-id"], a.scope or "bench"
+  req.ClientSecret = first_line(a["client-secret-file"])
+elseif a.user then
   req.RelayAuthenticationType = 2
   req.RelayUsername = a.user
-  req.RelayPassword = io.open(a["password-file"]):read("*l")
+  req.RelayPassword = first_line(a["password-file"])
 end
-local opts = { ca_file = a.ca }
+local opts = { ca_file = a.ca, tls_mode = a.mode == "implicit" and "implicit" or nil }
 local store = kfsmtp.open(os.tmpname())
-local out, n = {}, tonumber(a.n)
+-- Each latency as soon as it is known: bench/latency.py reads the relay's
+-- round-trip count at each line.
+local n = tonumber(a.n)
 for k = 1, n do
   local t0 = socket.gettime()
   local ok, err = store:test(req, opts)
   if not ok then io.stderr:write(tostring(err), "\n") os.exit(1) end
-  out[#out + 1] = math.floor((socket.gettime() - t0) * 1e6)
+  io.write(math.floor((socket.gettime() - t0) * 1e6), "\n")
+  io.stdout:flush()
   if a.rss and k == 100 then io.stderr:write("rss_after_100 ", rss_kib(), "\n") end
 end
 if a.rss then collectgarbage() io.stderr:write("rss_at_end ", rss_kib(), "\n") end
-io.write(table.concat(out, "\n"), "\n")

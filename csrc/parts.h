@@ -10,7 +10,7 @@
 KF_HIDDEN extern const luaL_Reg kf_validate_functions[]; /* check_* */
 KF_HIDDEN extern const luaL_Reg kf_message_functions[];  /* compose */
 KF_HIDDEN extern const luaL_Reg kf_delivery_functions[]; /* deliver, clock_ms, hostname */
-KF_HIDDEN extern const luaL_Reg kf_token_functions[];    /* fetch_token */
+KF_HIDDEN extern const luaL_Reg kf_token_functions[];    /* fetch_token, token_cache_* */
 KF_HIDDEN extern const luaL_Reg kf_store_functions[];    /* store_*, lock objects */
 KF_HIDDEN extern const luaL_Reg kf_password_functions[]; /* password_hash, password_verify */
 KF_HIDDEN extern const luaL_Reg kf_encode_functions[];   /* base64, url_escape */

@@ -1,11 +1,13 @@
 /* fetch_token{...}: the Lua side of token.c. Reads the request through the
  * door, runs it on the state's kept token handle, and returns the answer as
- * it came; the body buffer is wiped, since it holds the access token. */
+ * it came; the body buffer is wiped, since it holds the access token.
+ * token_cache_get/put/forget: the Lua side of tokencache.c. */
 #include <string.h>
 
 #include "parts.h"
 #include "session.h"
 #include "token.h"
+#include "tokencache.h"
 #include "validate.h"
 
 /* "Name: Value": a token (RFC 9110's tchar) before the colon, and no CR
@@ -67,6 +69,47 @@ static int ltok_fetch_token(lua_State *L) {
     return 1;
 }
 
+/* token_cache_get(key) --> token | nil */
+static int ltok_cache_get(lua_State *L) {
+    kf_door in = kf_door_args(L, "token_cache_get");
+    size_t key_len;
+    const char *key = kf_arg_bytes(&in, 1, "key", &key_len);
+    char token[KF_TOKEN_CACHE_MAX_TOKEN];
+    long n = kf_token_cache_get(key, key_len, token, sizeof token);
+    if (n > 0) lua_pushlstring(L, token, (size_t)n);
+    else lua_pushnil(L);
+    explicit_bzero(token, sizeof token);
+    return 1;
+}
+
+/* token_cache_put(key, token, lifetime_s) --> true; a token too long to
+ * keep is not kept (it is fetched again next time). */
+static int ltok_cache_put(lua_State *L) {
+    kf_door in = kf_door_args(L, "token_cache_put");
+    size_t key_len, token_len;
+    const char *key = kf_arg_bytes(&in, 1, "key", &key_len);
+    const char *token = kf_arg_text(&in, 2, "token", KF_TOKEN_CACHE_MAX_TOKEN);
+    long lifetime_s = (long)kf_arg_int(&in, 3, "lifetime_s", 1, 366L * 24 * 3600, 1);
+    token_len = strlen(token);
+    if (token_len == 0 || kf_token_cache_put(key, key_len, token, token_len, lifetime_s) != 0)
+        lua_pushboolean(L, 0);
+    else
+        lua_pushboolean(L, 1);
+    return 1;
+}
+
+/* token_cache_forget(key): a token the relay refused is not offered again. */
+static int ltok_cache_forget(lua_State *L) {
+    kf_door in = kf_door_args(L, "token_cache_forget");
+    size_t key_len;
+    const char *key = kf_arg_bytes(&in, 1, "key", &key_len);
+    kf_token_cache_forget(key, key_len);
+    return 0;
+}
+
 const luaL_Reg kf_token_functions[] = {
     {"fetch_token", ltok_fetch_token},
+    {"token_cache_get", ltok_cache_get},
+    {"token_cache_put", ltok_cache_put},
+    {"token_cache_forget", ltok_cache_forget},
     {NULL, NULL}};

@@ -32,7 +32,7 @@ build = {
         "csrc/message.c", "csrc/message_lua.c", "csrc/password.c", "csrc/password_lua.c", "csrc/pgstore.c", "csrc/pgstore_lua.c",
         "csrc/sealing.c", "csrc/sealing_lua.c", "csrc/secretfile.c",
         "csrc/secretfile_lua.c", "csrc/session.c", "csrc/store.c", "csrc/store_lua.c", "csrc/tls.c", "csrc/token.c",
-        "csrc/token_lua.c", "csrc/validate.c", "csrc/validate_lua.c", "csrc/vocab.c" },
+        "csrc/token_lua.c", "csrc/tokencache.c", "csrc/validate.c", "csrc/validate_lua.c", "csrc/vocab.c" },
       defines = { "_GNU_SOURCE" },
       incdirs = { "$(CURL_INCDIR)", "$(OPENSSL_INCDIR)", "$(PQ_INCDIR)" },
       libdirs = { "$(CURL_LIBDIR)", "$(OPENSSL_LIBDIR)", "$(PQ_LIBDIR)" },

@@ -248,3 +248,58 @@ describe("the token request's extra headers (core.fetch_token's headers)", funct
     assert.are.equal(fetched, tokens:requests(), "nothing was sent")
   end)
 end)
+
+describe("the token's round trips", function()
+  local tokens, smtp
+  setup(function()
+    -- A token that lives 60 s is never kept (kfsmtp keeps one until a
+    -- minute before it expires): every test asks the endpoint.
+    tokens = H.start_token_server(CLIENT, SECRET, "--expires-in 60")
+    smtp = H.start_smtp { mode = "starttls", oauth_token_file = tokens.token_file, oauth_only = true }
+  end)
+  teardown(function() smtp:stop() tokens:stop() end)
+
+  it("asks the endpoint again on the connection it kept from the last request", function()
+    local store = kfsmtp.open(H.store_path())
+    local t = { Host = "localhost", Port = smtp.port, UseSSL = true, RelayAuthenticationType = 3,
+      RelayUsername = MAILBOX, SenderAccount = MAILBOX, TestRecipient = "ops@example.com",
+      ClientId = CLIENT, ClientSecret = SECRET, Scope = "smtp", TokenEndpoint = tokens.url }
+    for _ = 1, 3 do
+      local _, info = store:test(t, { ca_file = H.certs().ca })
+      assert.is_nil(info.Message)
+    end
+    assert.are.equal(3, tokens:requests())
+    assert.are.equal("1\n", H.read(tokens.dir .. "/connections"), "one connection, one TLS handshake")
+  end)
+end)
+
+describe("the token cache under nginx", function()
+  local ADMIN = "admin:Admin-Pass-1"
+  local tokens, smtp, srv
+  setup(function()
+    tokens = H.start_token_server(CLIENT, SECRET)
+    smtp = H.start_smtp { mode = "starttls", oauth_token_file = tokens.token_file, oauth_only = true }
+    srv = H.start_nginx { users = { { "admin", "Admin-Pass-1", { "all" } } }, workers = 1,
+      extra = ("ca_file = %q,"):format(H.certs().ca) }
+  end)
+  teardown(function() srv:stop() smtp:stop() tokens:stop() end)
+
+  it("is one per worker: tests in any of its worker threads use the token fetched once", function()
+    local body = require("cjson").encode { Host = "localhost", Port = smtp.port, UseSSL = true,
+      RelayAuthenticationType = 3, RelayUsername = MAILBOX, SenderAccount = MAILBOX, TestRecipient = "ops@example.com",
+      ClientId = CLIENT, ClientSecret = SECRET, Scope = "smtp", TokenEndpoint = tokens.url }
+    local status, answer = srv:request { method = "POST", path = "/KeyfactorAPI/SMTP/Test", user = ADMIN, body = body }
+    assert.are.equal(200, status, answer)
+    assert.are.equal(1, tokens:requests())
+    -- Twelve at once: the worker's thread pool (16 threads, each its own
+    -- Lua VM) runs them side by side.
+    local dir = H.tmpdir()
+    H.write(dir .. "/body", body)
+    local out = H.sh(("for i in $(seq 12); do curl -s -o /dev/null -w '%%{http_code}\\n' -u %s "
+      .. "-H 'X-Keyfactor-Requested-With: APIClient' -H 'Content-Type: application/json' --data-binary @%s "
+      .. "http://127.0.0.1:%d/KeyfactorAPI/SMTP/Test & done; wait"):format(H.q(ADMIN), H.q(dir .. "/body"), srv.port))
+    assert.are.equal(("200\n"):rep(12), out)
+    assert.are.equal(1, tokens:requests(), "no worker thread fetched a token of its own")
+    assert.are.equal(13, #smtp:messages())
+  end)
+end)

@@ -415,15 +415,20 @@ describe("real mail servers #realmail", function()
   end)
 
   describe("Exim 4.96", function()
-    local ex, p
+    local ex, p, tokens
     local started_ms
+    local CLIENT, CLIENT_SECRET = "kfsmtp-realmail", "client-Secret-realmail-1"
     setup(function()
+      -- Exim's oauth port takes what this endpoint issued last; Exim reads
+      -- the file as its own user.
+      tokens = H.start_token_server(CLIENT, CLIENT_SECRET)
+      H.sh("chmod 0755 " .. H.q(tokens.dir) .. " && chmod 0644 " .. H.q(tokens.token_file))
       local t0 = H.now_ms()
-      ex = R.start_exim()
+      ex = R.start_exim { oauth_token_files = { tokens.token_file } }
       p = ex.ports
       started_ms = H.now_ms() - t0
     end)
-    teardown(function() ex:stop() end)
+    teardown(function() ex:stop() tokens:stop() end)
 
     -- Exim's line for an accepted message (<=, with the authenticator and
     -- the Message-ID) and its end (the :blackhole: router, Completed).
@@ -459,6 +464,37 @@ describe("real mail servers #realmail", function()
       local res, info = test(p.login)
       accepted(res, info, "LOGIN", "starttls")
       logged(info, "LOGIN", "alice")
+    end)
+
+    -- Type 3 against a real server: Exim's plaintext driver takes the
+    -- XOAUTH2 initial response and checks the bearer token.
+    local function oauth_test()
+      local mailbox = "alice@" .. R.DOMAIN
+      return kfsmtp.open(H.store_path()):test({ Host = "127.0.0.1", Port = p.oauth, UseSSL = true,
+        RelayAuthenticationType = 3, RelayUsername = mailbox, SenderAccount = mailbox, TestRecipient = R.OUTSIDE,
+        ClientId = CLIENT, ClientSecret = CLIENT_SECRET, Scope = "smtp", TokenEndpoint = tokens.url },
+        { ca_file = H.certs().ca, helo = HELO, transcript = true, timeout_ms = 15000 })
+    end
+
+    it("port offering XOAUTH2 alone: type 3 fetches a token and logs in with it", function()
+      local fetched = tokens:requests()
+      local res, info = oauth_test()
+      accepted(res, info, "XOAUTH2", "starttls")
+      assert.are.equal(fetched + 1, tokens:requests())
+      assert.is_true(ex:log_shows(("%s <= alice@%s H=(%s) [127.0.0.1] P=esmtpsa X=TLS1.3"):format(info.queue_id, R.DOMAIN, HELO)), ex:log())
+      assert.is_true(ex:log_shows(("A=XOAUTH2:alice@%s "):format(R.DOMAIN)), ex:log())
+      local token = tokens:token()
+      assert.is_false(H.mentions(info, token))
+    end)
+
+    it("port offering XOAUTH2 alone: a token Exim no longer takes is fetched again, once", function()
+      oauth_test() -- a token in the cache
+      local fetched = tokens:requests()
+      H.write(tokens.token_file, "revoked\n")
+      local res, info = oauth_test()
+      accepted(res, info, "XOAUTH2", "starttls")
+      assert.are.equal(fetched + 1, tokens:requests())
+      assert.is_true(ex:log_shows("XOAUTH2 authenticator failed"), ex:log())
     end)
 
     it("implicit-TLS port (tls_on_connect_ports): CRAM-MD5", function()

@@ -1,20 +1,19 @@
 -- OAuth 2.0 client-credentials tokens for RelayAuthenticationType 3: the
--- request (made by the C core over libcurl), what its answer means, and a
--- cache per (endpoint, client, secret, scope, audience) until a minute
--- before expiry. Memory only: a token is never stored or returned.
+-- request (made by the C core over libcurl, on a handle kept per Lua state
+-- so that its connection is reused), what its answer means, and a cache
+-- per (endpoint, client, secret, scope, audience, headers) until a minute
+-- before expiry. The cache is the C core's, one per process (every Lua
+-- state, every nginx worker thread of a worker); memory only: a token is
+-- never stored or returned.
 local core = require "kfsmtp.core"
 local cjson = require "cjson.safe"
 local errors = require "kfsmtp.errors"
 local options = require "kfsmtp.options"
 
-local type, tonumber, os_time, max = type, tonumber, os.time, math.max
+local type, tonumber = type, tonumber
 
 local _M = {}
 
-local tokens, token_count = {}, 0
--- A caller who may change the profile can make the process fetch tokens
--- from an endpoint of their own for any scope: the cache stays bounded.
-local MAX_TOKENS = 64
 local TOKEN_MARGIN_S = 60
 -- Lifetime assumed when the answer gives none.
 local DEFAULT_LIFETIME_S = 3600
@@ -27,8 +26,7 @@ local function token_key(client)
 end
 
 function _M.forget(client)
-  local key = token_key(client)
-  if tokens[key] then tokens[key], token_count = nil, token_count - 1 end
+  core.token_cache_forget(token_key(client))
 end
 
 -- What a refusal says, and what to check.
@@ -58,8 +56,8 @@ end
 -- "token"); limits = { connect_timeout_ms, timeout_ms } for the request.
 function _M.token(client, opts, limits)
   local key = token_key(client)
-  local cached = tokens[key]
-  if cached and os_time() < cached.expires then return cached.token, true end
+  local cached = core.token_cache_get(key)
+  if cached then return cached, true end
   local r = core.fetch_token {
     endpoint = client.endpoint, client_id = client.client_id, client_secret = client.client_secret,
     scope = client.scope, audience = client.audience,
@@ -80,10 +78,9 @@ function _M.token(client, opts, limits)
   if r.http_status ~= 200 or type(doc.access_token) ~= "string" or doc.access_token == "" then
     return nil, nil, refused(r, doc)
   end
-  local lifetime = tonumber(doc.expires_in) or DEFAULT_LIFETIME_S
-  if token_count >= MAX_TOKENS then tokens, token_count = {}, 0 end
-  if not tokens[key] then token_count = token_count + 1 end
-  tokens[key] = { token = doc.access_token, expires = os_time() + max(0, lifetime - TOKEN_MARGIN_S) }
+  -- A token that lives no longer than the margin is used once, not kept.
+  local keep_s = math.floor((tonumber(doc.expires_in) or DEFAULT_LIFETIME_S) - TOKEN_MARGIN_S)
+  if keep_s >= 1 then core.token_cache_put(key, doc.access_token, math.min(keep_s, 366 * 24 * 3600)) end
   return doc.access_token, false
 end
 

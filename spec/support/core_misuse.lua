@@ -176,6 +176,13 @@ function M.calls(core, ctx)
     { fn = "unseal", base = { key_file = key, sealed = sealed, aad = "kfsmtp/1/RelayPassword", key_id = key_id },
       fields = { { "key_file", text(PATH), dir .. "/" }, { "sealed", text(87420) }, { "aad", text(1024) },
         { "key_id", text(16, true) } } },
+    -- The process's token cache: keys tried are new ones, so the cache
+    -- other specs use is left as it was.
+    { fn = "token_cache_get", base = { "misuse-key" }, args = { { "key", bytes } } },
+    { fn = "token_cache_put", base = { "misuse-key", "tok", 60 },
+      args = { { "key", bytes }, { "token", text(16384) }, { "lifetime_s", int(1, 366 * 24 * 3600) } },
+      always = function() core.token_cache_forget("misuse-key") end },
+    { fn = "token_cache_forget", base = { "misuse-key" }, args = { { "key", bytes } } },
     { fn = "base64", base = { "secret" }, args = { { "value", short_bytes(TOKEN) } } },
     { fn = "url_escape", base = { "secret" }, args = { { "value", short_bytes(TOKEN) } } },
     -- A closed loopback port (every URI tried points there): whatever is

@@ -304,6 +304,13 @@ ${smtps} inet n - n - - smtpd
   -o smtpd_client_restrictions=$mua_client_restrictions
   -o smtpd_sender_restrictions=$mua_sender_restrictions
   -o smtpd_relay_restrictions=permit_sasl_authenticated,reject
+${smtps_login} inet n - n - - smtpd
+  -o syslog_name=postfix/smtps-login
+  -o smtpd_tls_wrappermode=yes
+  -o smtpd_client_restrictions=$mua_client_restrictions
+  -o smtpd_sender_restrictions=$mua_sender_restrictions
+  -o smtpd_relay_restrictions=permit_sasl_authenticated,reject
+  -o smtpd_sasl_mechanism_filter=login
 ${sender_check} inet n - n - - smtpd
   -o syslog_name=postfix/sender-check
   -o smtpd_sender_restrictions=$mua_sender_restrictions
@@ -334,11 +341,12 @@ scache    unix  -       -       n       -       1       scache
 postlog   unix-dgram n  -       n       -       1       postlogd
 ]]
 
-R.POSTFIX_LISTENERS = { "mx", "submission", "submission_plain", "submission_login", "smtps", "sender_check", "greylist",
-  "ratelimit" }
+R.POSTFIX_LISTENERS = { "mx", "submission", "submission_plain", "submission_login", "smtps", "smtps_login",
+  "sender_check", "greylist", "ratelimit" }
 
 -- start_postfix() --> server with ports = { mx, submission,
--- submission_plain, submission_login, smtps, greylist, ratelimit }, :log()
+-- submission_plain, submission_login, smtps, smtps_login, greylist,
+-- ratelimit }, :log()
 -- (Postfix's maillog_file, then Dovecot's log), :stop() (Postfix, Dovecot,
 -- postgrey, by pid).
 --   mx                STARTTLS offered, AUTH only after it, relay only when
@@ -348,6 +356,7 @@ R.POSTFIX_LISTENERS = { "mx", "submission", "submission_plain", "submission_logi
 --                     own (reject_sender_login_mismatch); PLAIN LOGIN CRAM-MD5
 --   submission_plain, submission_login   the same offering one mechanism
 --   smtps             the same as submission with implicit TLS (wrappermode)
+--   smtps_login       smtps offering LOGIN only
 --   greylist          as mx, recipients checked by postgrey first
 --   ratelimit         as mx, one connection per client a minute (anvil)
 function R.start_postfix()
@@ -403,7 +412,7 @@ pid_file_path = ${dir}/exim.pid
 exim_path = ${exim}
 keep_environment =
 local_interfaces = 127.0.0.1
-daemon_smtp_ports = ${submission} : ${smtps} : ${plain} : ${login}
+daemon_smtp_ports = ${submission} : ${smtps} : ${plain} : ${login} : ${oauth}
 tls_on_connect_ports = ${smtps}
 tls_advertise_hosts = *
 tls_certificate = ${cert}
@@ -444,7 +453,7 @@ PLAIN:
   server_prompts = :
   server_condition = ${lookup{$auth2}lsearch{${dir}/passwd}{${if eq{$value}{$auth3}}}{no}}
   server_set_id = $auth2
-  server_advertise_condition = ${if !eq{$received_port}{${login}}}
+  server_advertise_condition = ${if and{{!eq{$received_port}{${login}}}{!eq{$received_port}{${oauth}}}}}
 
 LOGIN:
   driver = plaintext
@@ -452,7 +461,7 @@ LOGIN:
   server_prompts = <| Username: | Password:
   server_condition = ${lookup{$auth1}lsearch{${dir}/passwd}{${if eq{$value}{$auth2}}}{no}}
   server_set_id = $auth1
-  server_advertise_condition = ${if !eq{$received_port}{${plain}}}
+  server_advertise_condition = ${if and{{!eq{$received_port}{${plain}}}{!eq{$received_port}{${oauth}}}}}
 
 CRAM:
   driver = cram_md5
@@ -460,25 +469,41 @@ CRAM:
   server_secret = ${lookup{$auth1}lsearch{${dir}/passwd}{$value}fail}
   server_set_id = $auth1
   server_advertise_condition = ${if or{{eq{$received_port}{${submission}}}{eq{$received_port}{${smtps}}}}}
+# XOAUTH2 as Microsoft 365 offers it, with the bearer token checked against
+# the token files' contents (what the specs' token endpoint issued last):
+# the initial response "user=U^Aauth=Bearer T^A^A" is one string to the
+# plaintext driver, which splits at NUL only.
+XOAUTH2:
+  driver = plaintext
+  public_name = XOAUTH2
+  server_prompts = :
+  server_condition = ${if match{$auth1}{\N^user=[^\x01]+\x01auth=Bearer ([^\x01]+)\x01\x01$\N}{${if or{${oauth_tokens}}}}{no}}
+  server_set_id = ${sg{$auth1}{\N^user=([^\x01]+)\x01.*$\N}{\$1}}
+  server_advertise_condition = ${if eq{$received_port}{${oauth}}}
 ]]
 
-R.EXIM_LISTENERS = { "submission", "smtps", "plain", "login" }
+R.EXIM_LISTENERS = { "submission", "smtps", "plain", "login", "oauth" }
 
--- start_exim() --> server with ports = { submission, smtps, plain, login },
--- :log() (mainlog, rejectlog, paniclog), :stop() (by pid).
+-- start_exim(opts) --> server with ports = { submission, smtps, plain,
+-- login, oauth }, :log() (mainlog, rejectlog, paniclog), :stop() (by pid).
+-- opts.oauth_token_files: the files whose content (the token an endpoint
+-- issued last) the oauth port takes as a bearer token; default one file,
+-- server.oauth_token_file.
 --   submission  STARTTLS, AUTH PLAIN LOGIN CRAM-MD5 after TLS, relay only
 --               when logged in ("550 relay not permitted")
 --   smtps       the same with implicit TLS (tls_on_connect_ports)
 --   plain, login  as submission, offering PLAIN alone, LOGIN alone
+--   oauth       as submission, offering XOAUTH2 alone
 -- The configuration file must be root's and writable by no one else (Exim
 -- refuses it otherwise). Started by root with -C, the daemon keeps root
 -- although the file is not in /etc/exim4/trusted_configs (that list is for
 -- other callers); the delivery processes it runs as Debian-exim lose their
 -- privilege over the -C (a line each in the paniclog) and deliver to
 -- :blackhole: all the same.
-function R.start_exim()
+function R.start_exim(opts)
   assert(H.exists(R.EXIM), R.EXIM .. " is missing: run `make deps` (scripts/exim.sh unpacks Exim)")
   local dir = server_dir()
+  local token_files = opts and opts.oauth_token_files or { dir .. "/oauth-token" }
   local s = setmetatable({ dir = dir, pids = {}, ports = {} }, Server)
   local ports = R.free_ports(#R.EXIM_LISTENERS)
   for i, name in ipairs(R.EXIM_LISTENERS) do s.ports[name] = ports[i] end
@@ -489,7 +514,15 @@ function R.start_exim()
   H.write(dir .. "/passwd", table.concat(users, "\n") .. "\n")
   run(("mkdir -p %s/spool %s/log && chown Debian-exim:Debian-exim %s/spool %s/log && chown root:Debian-exim %s/passwd && chmod 0640 %s/passwd"):format(
     H.q(dir), H.q(dir), H.q(dir), H.q(dir), H.q(dir), H.q(dir)))
-  local vars = { dir = dir, hostname = R.EXIM_DOMAIN, exim = R.EXIM, cert = cert, key = key }
+  local checks = {}
+  for i, path in ipairs(token_files) do
+    assert(not path:find("[{}$\\%s]"), "start_exim: a token file's path may not hold braces, $, \\ or spaces")
+    if not H.exists(path) then H.write(path, "none-issued-yet\n") end
+    checks[i] = ("{eq{$1}{${readfile{%s}{}}}}"):format(path)
+  end
+  s.oauth_token_file = token_files[1]
+  local vars = { dir = dir, hostname = R.EXIM_DOMAIN, exim = R.EXIM, cert = cert, key = key,
+    oauth_tokens = table.concat(checks) }
   for name, port in pairs(s.ports) do vars[name] = port end
   -- Exim's own ${...} expansions stay: only the names above are filled.
   local conf = EXIM_CONF:gsub("%${(%w[%w_]*)}", function(name)

@@ -30,6 +30,8 @@ Files in DIR:
   pid                this process's pid (written before port)
   port               the listening TCP port, "N\\n" (written atomically; a
                      stale one is removed at start, so it appearing means ready)
+  connections        number of TCP connections accepted so far (a client
+                     that keeps its connection alive sends many requests on one)
   requests           number of HTTP requests received so far (any method or
                      outcome), rewritten atomically after each
   token              the current valid token (the latest issued), atomically
@@ -81,6 +83,7 @@ class State:
         self.expires_in = expires_in
         self.lock = threading.Lock()
         self.requests = 0
+        self.connections = 0
         self.issued = 0
 
     def path(self, name):
@@ -90,6 +93,11 @@ class State:
         with self.lock:
             self.requests += 1
             atomic_write(self.path("requests"), b"%d\n" % self.requests)
+
+    def count_connection(self):
+        with self.lock:
+            self.connections += 1
+            atomic_write(self.path("connections"), b"%d\n" % self.connections)
 
     def record(self, info):
         with self.lock:
@@ -120,6 +128,11 @@ class TokenHandler(BaseHTTPRequestHandler):
 
     def log_message(self, format, *args):
         pass
+
+    def handle(self):
+        # Once per connection (its requests follow one another in here).
+        self.server.state.count_connection()
+        super().handle()
 
     def send_json(self, status, obj, extra_headers=()):
         body = json.dumps(obj).encode("utf-8")
