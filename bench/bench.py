@@ -572,8 +572,10 @@ def main():
     rss100 = int(re.search(r"rss_after_100 (\d+)", err).group(1))
     rss_end = int(re.search(r"rss_at_end (\d+)", err).group(1))
 
+    latency_started = time.monotonic()
     latency_rows = latency.run(WORK, PROCS, args.quick)
     latency_met = latency.report(latency_rows, args.quick)
+    print("\nThe latency part took %.1f s, servers' start and stop included." % (time.monotonic() - latency_started))
 
     http = http_bench(args.quick)
     store_bench(args.quick, reps)

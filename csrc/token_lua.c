@@ -69,32 +69,32 @@ static int ltok_fetch_token(lua_State *L) {
     return 1;
 }
 
-/* token_cache_get(key) --> token | nil */
+/* token_cache_get(key) --> token | nil. The copy is in a buffer whose
+ * __gc wipes it, should pushing the string raise. */
 static int ltok_cache_get(lua_State *L) {
     kf_door in = kf_door_args(L, "token_cache_get");
     size_t key_len;
     const char *key = kf_arg_bytes(&in, 1, "key", &key_len);
-    char token[KF_TOKEN_CACHE_MAX_TOKEN];
-    long n = kf_token_cache_get(key, key_len, token, sizeof token);
-    if (n > 0) lua_pushlstring(L, token, (size_t)n);
+    kf_buf *token = kf_newbuf(L);
+    int found = kf_token_cache_get(key, key_len, token);
+    if (found > 0) lua_pushlstring(L, token->data, token->len);
     else lua_pushnil(L);
-    explicit_bzero(token, sizeof token);
+    kf_buf_wipe_free(token);
     return 1;
 }
 
-/* token_cache_put(key, token, lifetime_s) --> true; a token too long to
- * keep is not kept (it is fetched again next time). */
+/* token_cache_put(key, token, lifetime_s) --> kept (boolean). A token the
+ * cache cannot keep (empty, holding NUL, longer than 64 KiB) is not kept,
+ * and is fetched again next time; lifetime_s is 1 s .. 24 h. */
 static int ltok_cache_put(lua_State *L) {
     kf_door in = kf_door_args(L, "token_cache_put");
     size_t key_len, token_len;
     const char *key = kf_arg_bytes(&in, 1, "key", &key_len);
-    const char *token = kf_arg_text(&in, 2, "token", KF_TOKEN_CACHE_MAX_TOKEN);
-    long lifetime_s = (long)kf_arg_int(&in, 3, "lifetime_s", 1, 366L * 24 * 3600, 1);
-    token_len = strlen(token);
-    if (token_len == 0 || kf_token_cache_put(key, key_len, token, token_len, lifetime_s) != 0)
-        lua_pushboolean(L, 0);
-    else
-        lua_pushboolean(L, 1);
+    const char *token = kf_arg_bytes(&in, 2, "token", &token_len);
+    long lifetime_s = (long)kf_arg_int(&in, 3, "lifetime_s", 1, KF_TOKEN_CACHE_MAX_LIFETIME_S, 1);
+    int kept = memchr(token, '\0', token_len) == NULL &&
+               kf_token_cache_put(key, key_len, token, token_len, lifetime_s) == 0;
+    lua_pushboolean(L, kept);
     return 1;
 }
 

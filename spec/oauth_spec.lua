@@ -50,10 +50,12 @@ describe("OAuth 2.0 client credentials", function()
 
   it("uses XOAUTH2 where OAUTHBEARER is not offered, and reuses the cached token", function()
     local fetched = tokens:requests()
-    local _, info = kfsmtp.open(H.store_path()):test(req(xoauth_only), opts())
-    assert.is_nil(info.Message)
-    assert.are.equal("XOAUTH2", info.auth_mechanism)
-    assert.are.equal(fetched, tokens:requests(), "the cached token was used")
+    for _ = 1, 2 do
+      local _, info = kfsmtp.open(H.store_path()):test(req(xoauth_only), opts())
+      assert.is_nil(info.Message)
+      assert.are.equal("XOAUTH2", info.auth_mechanism)
+    end
+    assert.are.equal(fetched + 1, tokens:requests(), "a token for this relay, then the cached one")
   end)
 
   it("fetches a new token once when the relay refuses the cached one", function()
@@ -301,5 +303,74 @@ describe("the token cache under nginx", function()
     assert.are.equal(("200\n"):rep(12), out)
     assert.are.equal(1, tokens:requests(), "no worker thread fetched a token of its own")
     assert.are.equal(13, #smtp:messages())
+  end)
+end)
+
+describe("the token cache's rules", function()
+  local core = require "kfsmtp.core"
+  local smtp_a, smtp_b
+
+  -- Tests of one client against an XOAUTH2 server taking tokens from
+  -- tokens; --> the number of token requests they made.
+  local function requests_for(tokens, ports)
+    local before = tokens:requests()
+    for _, port in ipairs(ports) do
+      local _, info = kfsmtp.open(H.store_path()):test({ Host = "localhost", Port = port, UseSSL = true,
+        RelayAuthenticationType = 3, RelayUsername = MAILBOX, SenderAccount = MAILBOX, TestRecipient = "ops@example.com",
+        ClientId = CLIENT, ClientSecret = SECRET, Scope = "smtp", TokenEndpoint = tokens.url }, { ca_file = H.certs().ca })
+      assert.is_nil(info.Message)
+    end
+    return tokens:requests() - before
+  end
+
+  it("keeps a token for the relay it was fetched for only", function()
+    local tokens = H.start_token_server(CLIENT, SECRET)
+    smtp_a = H.start_smtp { mode = "starttls", oauth_token_file = tokens.token_file, oauth_only = true }
+    smtp_b = H.start_smtp { mode = "starttls", oauth_token_file = tokens.token_file, oauth_only = true }
+    finally(function() smtp_a:stop() smtp_b:stop() tokens:stop() end)
+    assert.are.equal(1, requests_for(tokens, { smtp_a.port, smtp_a.port }))
+    -- Another relay: a token of its own (the server takes only the latest,
+    -- so A's next test fetches again too).
+    assert.are.equal(1, requests_for(tokens, { smtp_b.port, smtp_b.port }))
+  end)
+
+  it("reads expires_in sent as text, and keeps nothing for a value that would wrap", function()
+    local text = H.start_token_server(CLIENT, SECRET, "--expires-in 3599 --expires-in-text")
+    local wrap = H.start_token_server(CLIENT, SECRET, "--expires-in -9223372036854775808 --expires-in-text")
+    local smtp = H.start_smtp { mode = "starttls", oauth_token_file = text.token_file, oauth_only = true }
+    local smtp_wrap = H.start_smtp { mode = "starttls", oauth_token_file = wrap.token_file, oauth_only = true }
+    finally(function() smtp:stop() smtp_wrap:stop() text:stop() wrap:stop() end)
+    assert.are.equal(1, requests_for(text, { smtp.port, smtp.port }), "\"3599\": kept")
+    assert.are.equal(2, requests_for(wrap, { smtp_wrap.port, smtp_wrap.port }), "a huge negative lifetime: used once")
+  end)
+
+  it("keeps tokens up to 64 KiB, refuses longer ones or NUL without raising", function()
+    local key = "spec-size-" .. H.sh("head -c 8 /dev/urandom | od -An -tx1 | tr -d ' \\n'")
+    finally(function() core.token_cache_forget(key) end)
+    local big = ("t"):rep(64 * 1024)
+    assert.is_true(core.token_cache_put(key, big, 60))
+    assert.are.equal(big, core.token_cache_get(key))
+    assert.is_false(core.token_cache_put(key, big .. "t", 60))
+    assert.is_false(core.token_cache_put(key, "a\0b", 60))
+    assert.is_false(core.token_cache_put(key, "", 60))
+    core.token_cache_forget(key)
+    assert.is_nil(core.token_cache_get(key))
+  end)
+
+  it("when full, drops the token used longest ago, not the one that expires first", function()
+    local prefix = "spec-lru-" .. H.sh("head -c 8 /dev/urandom | od -An -tx1 | tr -d ' \\n'") .. "-"
+    local keys = {}
+    finally(function() for _, k in ipairs(keys) do core.token_cache_forget(k) end end)
+    -- A client's token that lives a minute, then 64 others that live a day,
+    -- the client's token used in between: the cache holds 64.
+    keys[1] = prefix .. "in-use"
+    assert.is_true(core.token_cache_put(keys[1], "tok-in-use", 60))
+    for i = 1, 64 do
+      keys[#keys + 1] = prefix .. i
+      assert.is_true(core.token_cache_put(keys[#keys], "tok-" .. i, 24 * 3600))
+      assert.are.equal("tok-in-use", core.token_cache_get(keys[1]), "after " .. i .. " more")
+    end
+    -- The first of the day-long ones went.
+    assert.is_nil(core.token_cache_get(prefix .. "1"))
   end)
 end)

@@ -17,12 +17,15 @@ local _M = {}
 local TOKEN_MARGIN_S = 60
 -- Lifetime assumed when the answer gives none.
 local DEFAULT_LIFETIME_S = 3600
+local MAX_KEEP_S = 24 * 3600
 
 -- client = { endpoint, client_id, client_secret, scope, audience,
--- headers = { "Name: Value" } }; a tenant header may change the token.
+-- headers = { "Name: Value" }, bound_to = { strings } }; a tenant header
+-- may change the token; bound_to names where it goes.
 local function token_key(client)
   return table.concat({ client.endpoint, client.client_id, client.client_secret,
-    client.scope, client.audience or "", table.concat(client.headers or {}, "\n") }, "\0")
+    client.scope, client.audience or "", table.concat(client.headers or {}, "\n"),
+    table.concat(client.bound_to or {}, "\0") }, "\0")
 end
 
 function _M.forget(client)
@@ -78,9 +81,14 @@ function _M.token(client, opts, limits)
   if r.http_status ~= 200 or type(doc.access_token) ~= "string" or doc.access_token == "" then
     return nil, nil, refused(r, doc)
   end
-  -- A token that lives no longer than the margin is used once, not kept.
-  local keep_s = math.floor((tonumber(doc.expires_in) or DEFAULT_LIFETIME_S) - TOKEN_MARGIN_S)
-  if keep_s >= 1 then core.token_cache_put(key, doc.access_token, math.min(keep_s, 366 * 24 * 3600)) end
+  -- A token that lives no longer than the margin is used once, not kept,
+  -- and none is kept longer than a day, whatever its endpoint says. In
+  -- floats, so that no integer the endpoint sends can wrap.
+  local lifetime = (tonumber(doc.expires_in) or DEFAULT_LIFETIME_S) + 0.0
+  local keep_s = lifetime - TOKEN_MARGIN_S
+  if keep_s >= 1 then
+    core.token_cache_put(key, doc.access_token, math.floor(math.min(keep_s, MAX_KEEP_S)))
+  end
   return doc.access_token, false
 end
 

@@ -63,7 +63,13 @@ local function credentials(store, t, opts)
   if headers == nil and t.TokenEndpoint == stored.TokenEndpoint then headers = stored.RequestHeaders end
   return {
     client = { endpoint = t.TokenEndpoint, client_id = values.ClientId, client_secret = values.ClientSecret,
-      scope = t.Scope, audience = t.Audience, headers = request_headers.lines(headers) },
+      scope = t.Scope, audience = t.Audience, headers = request_headers.lines(headers),
+      -- Where its token goes, and how the endpoint was checked: a token
+      -- kept for one relay is not handed to another (the client secret
+      -- may have been revoked since), nor one fetched unverified to a
+      -- verified test.
+      bound_to = { t.Host, tostring(t.Port), tostring(t.UseSSL), tostring(tls_mode),
+        tostring(options.get(opts, "tls_verify")), options.get(opts, "ca_file") or "" } },
     -- The mailbox the token lets the app send as.
     username = values.RelayUsername ~= "" and values.RelayUsername or t.SenderAccount,
     from_providers = from_providers,

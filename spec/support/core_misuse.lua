@@ -180,7 +180,7 @@ function M.calls(core, ctx)
     -- other specs use is left as it was.
     { fn = "token_cache_get", base = { "misuse-key" }, args = { { "key", bytes } } },
     { fn = "token_cache_put", base = { "misuse-key", "tok", 60 },
-      args = { { "key", bytes }, { "token", text(16384) }, { "lifetime_s", int(1, 366 * 24 * 3600) } },
+      args = { { "key", bytes }, { "token", bytes }, { "lifetime_s", int(1, 24 * 3600) } },
       always = function() core.token_cache_forget("misuse-key") end },
     { fn = "token_cache_forget", base = { "misuse-key" }, args = { { "key", bytes } } },
     { fn = "base64", base = { "secret" }, args = { { "value", short_bytes(TOKEN) } } },

@@ -2,7 +2,7 @@
 """OAuth 2.0 client-credentials token endpoint for the specs (http.server only).
 
   /usr/bin/python3 spec/support/token_server.py --dir DIR --cert CERT --key KEY
-      --client-id ID --client-secret-file F [--expires-in SECONDS] [--http]
+      --client-id ID --client-secret-file F [--expires-in SECONDS [--expires-in-text]] [--http]
       [--host H] [--port N] [--delay-ms N]
 
 Serves HTTPS (plain HTTP with --http, then --cert/--key are not needed) on
@@ -19,6 +19,7 @@ client_secret, scope (and optionally resource or audience). The client may
 authenticate with HTTP Basic (client_secret_basic) instead of body fields.
 
   200 {"access_token": "tok-N-<hex>", "token_type": "Bearer", "expires_in": S}
+      (S as a JSON string with --expires-in-text, as Azure AD v1 sends it)
       N counts issued tokens from 1
   400 {"error": "invalid_request", ...}          no grant_type / bad body
   400 {"error": "unsupported_grant_type", ...}   grant_type not client_credentials
@@ -81,6 +82,7 @@ class State:
         self.client_id = client_id.encode("utf-8")
         self.client_secret = client_secret.encode("utf-8")
         self.expires_in = expires_in
+        self.expires_in_text = False
         self.lock = threading.Lock()
         self.requests = 0
         self.connections = 0
@@ -236,7 +238,7 @@ class TokenHandler(BaseHTTPRequestHandler):
             status, reply = 200, {
                 "access_token": state.issue(),
                 "token_type": "Bearer",
-                "expires_in": state.expires_in,
+                "expires_in": str(state.expires_in) if state.expires_in_text else state.expires_in,
             }
         info["status"] = status
         state.record(info)
@@ -286,6 +288,7 @@ def parse_args(argv):
     p.add_argument("--client-secret-file", required=True, metavar="FILE",
                    help="the client secret is the first line of FILE")
     p.add_argument("--expires-in", type=int, default=3600, metavar="SECONDS")
+    p.add_argument("--expires-in-text", action="store_true")
     p.add_argument("--delay-ms", type=int, default=0, metavar="N")
     p.add_argument("--echo-secret", action="store_true",
                    help="quote a refused client secret in error and error_description")
@@ -314,6 +317,7 @@ def main(argv=None):
 
     state = State(directory, args.client_id, args.client_secret, args.expires_in, args.delay_ms,
                   args.echo_secret)
+    state.expires_in_text = args.expires_in_text
     try:
         ctx = None
         if not args.http:
