@@ -130,9 +130,10 @@ static int store_sync_folder(const char *path) {
 }
 
 int kf_store_write(const char *path, const char *data, size_t len,
-                   const char **step) {
+                   char sig[KF_SIG_SIZE], const char **step) {
     size_t plen = strlen(path);
     char *tmp = malloc(plen + sizeof ".tmp.XXXXXX");
+    struct stat st;
     int fd, rc;
     if (!tmp) { *step = "allocate"; return -ENOMEM; }
     memcpy(tmp, path, plen);
@@ -143,10 +144,16 @@ int kf_store_write(const char *path, const char *data, size_t len,
     if (fchmod(fd, 0600) != 0) { rc = -errno; *step = "set mode 0600"; goto fail; }
     if ((rc = store_write_all(fd, data, len)) != 0) { *step = "write"; goto fail; }
     if (fsync(fd) != 0) { rc = -errno; *step = "fsync"; goto fail; }
-    if (close(fd) != 0) { rc = -errno; fd = -1; *step = "close"; goto fail; }
-    fd = -1;
     if (rename(tmp, path) != 0) { rc = -errno; *step = "rename into place"; goto fail; }
     free(tmp);
+    /* The signature of what this call put in place, taken through its own
+     * descriptor once renamed (a rename changes the ctime): a stat of the
+     * path could see a file someone else put there a moment later, and the
+     * cache would then take that file's signature for this content. */
+    rc = fstat(fd, &st) != 0 ? -errno : 0;
+    if (close(fd) != 0 && rc == 0) rc = -errno;
+    if (rc != 0) { *step = "check the file written"; return rc; }
+    store_signature(&st, sig);
     if ((rc = store_sync_folder(path)) != 0) { *step = "fsync the folder"; return rc; }
     return 0;
 fail:

@@ -21,9 +21,10 @@ KF_HIDDEN int kf_store_read(const char *path, kf_buf *out, char sig[KF_SIG_SIZE]
  * Returns 0, 1 when missing, -KF_ENOTFILE or -errno. */
 KF_HIDDEN int kf_store_stat(const char *path, char sig[KF_SIG_SIZE], const char **kind);
 /* Replaces path atomically with data (a new file, created exclusively, is
- * renamed over it). Returns 0 or -errno, and the step that failed in *step. */
+ * renamed over it), and writes the signature of the file it put there.
+ * Returns 0 or -errno, and the step that failed in *step. */
 KF_HIDDEN int kf_store_write(const char *path, const char *data, size_t len,
-                             const char **step);
+                             char sig[KF_SIG_SIZE], const char **step);
 /* Takes the exclusive advisory lock next to the store; returns the lock's
  * descriptor, -KF_ENOTFILE or -errno. Closing the descriptor releases it. */
 KF_HIDDEN int kf_store_lock(const char *path, const char **kind);

@@ -62,14 +62,16 @@ static int lstore_write(lua_State *L) {
     size_t len;
     const char *data = kf_arg_bytes(&in, 2, "data", &len);
     const char *step = "write";
-    int rc = kf_store_write(path, data, len, &step);
+    char sig[KF_SIG_SIZE];
+    int rc = kf_store_write(path, data, len, sig, &step);
     if (rc < 0) {
         char what[96];
         snprintf(what, sizeof what, "cannot %s for the store", step);
         return kf_fail(L, what, -rc);
     }
     lua_pushboolean(L, 1);
-    return 1;
+    lua_pushstring(L, sig);
+    return 2;
 }
 
 static int lstore_sweep(lua_State *L) {

@@ -95,10 +95,10 @@ function File:write(text, value)
   -- Under the lock no live writer owns a temporary file: any left is a
   -- killed writer's.
   core.store_sweep(self.path)
-  local ok, why = core.store_write(self.path, text)
-  if not ok then return nil, self:io_error(why, "write") end
-  local sig = core.store_stat(self.path)
-  self.sig, self.value, self.settled_at = sig, value, sig and settled_at(sig) or math.huge
+  local ok, sig = core.store_write(self.path, text)
+  if not ok then return nil, self:io_error(sig, "write") end
+  -- The signature of the file written, not of whatever is at the path now.
+  self.sig, self.value, self.settled_at = sig, value, settled_at(sig)
   return true
 end
 
