@@ -285,10 +285,10 @@ def report(rows, quick):
         if s:
             checks.append(("round trips ≤ smtplib's (%d / %s)" % (s["first_rt"], _rt(s)),
                            k["first_rt"] <= s["first_rt"] and k["rt"] <= s["rt"]))
-            checks.append(("time ≤ smtplib's (%.0f ≤ %.0f ms)" % (k["ms"], s["ms"]), k["ms"] <= s["ms"]))
+            checks.append(("time ≤ smtplib's (%.1f ≤ %.1f ms)" % (k["ms"], s["ms"]), k["ms"] <= s["ms"]))
         w = rows.get((key, "swaks (process each)"))
         if w:
-            checks.append(("time ≤ swaks' (%.0f ≤ %.0f ms)" % (k["ms"], w["ms"]), k["ms"] <= w["ms"]))
+            checks.append(("time ≤ swaks' (%.1f ≤ %.1f ms)" % (k["ms"], w["ms"]), k["ms"] <= w["ms"]))
         met += sum(1 for _, ok in checks if ok)
         total += len(checks)
         print("- %s: kfsmtp %d / %s round trips, %.0f ms: %s" % (
