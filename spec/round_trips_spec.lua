@@ -16,15 +16,16 @@ Relay.__index = Relay
 local function start_relay(port)
   local dir = H.tmpdir()
   local out = dir .. "/out"
-  H.exec(("%s%s bench/delay_relay.py --to 127.0.0.1:%d --delay-ms 2 > %s 2>&1 &"):format(
-    H.plain, H.python, port, H.q(out)))
+  -- env execs python: $! is the relay's own pid.
+  H.exec(("%s%s bench/delay_relay.py --to 127.0.0.1:%d --delay-ms 2 > %s 2>&1 & echo $! > %s"):format(
+    H.plain, H.python, port, H.q(out), H.q(dir .. "/pid")))
   local deadline = H.now_ms() + 10000
   while not (H.read(out) or ""):find("listening") do
     assert(H.now_ms() < deadline, "delay_relay.py did not start: " .. (H.read(out) or ""))
     H.sleep(0.02)
   end
   local listen = tonumber((H.read(out)):match("listening 127%.0%.0%.1:(%d+)"))
-  local pid = H.sh("pgrep -n -f " .. H.q("delay_relay.py --to 127.0.0.1:" .. port)):match("%d+")
+  local pid = (H.read(dir .. "/pid") or ""):match("%d+")
   return setmetatable({ out = out, port = listen, pid = pid }, Relay)
 end
 
@@ -41,7 +42,10 @@ function Relay:connections(n)
   return turns
 end
 
-function Relay:stop() if self.pid then H.exec("kill " .. self.pid .. " 2>/dev/null") end end
+function Relay:stop()
+  assert(self.pid, "the relay's pid is unknown")
+  H.exec("kill " .. self.pid .. " 2>/dev/null")
+end
 
 -- n tests of request in a process of their own (so that what it keeps,
 -- the token endpoint's connection, closes when it ends); the infos' auth
