@@ -12,21 +12,15 @@
 -- so two writes of the same size within one tick share a signature.
 local core = require "kfsmtp.core"
 
-local pcall, error, pairs, tonumber, os_time = pcall, error, pairs, tonumber, os.time
+local pcall, error, tonumber, os_time = pcall, error, tonumber, os.time
 
 local _M = {}
 
 local File = {}
 File.__index = File
 
--- class() --> a new class of file objects with File's methods copied in
--- (not inherited: a method call on the get() hot path is one lookup).
-function _M.class()
-  local class = {}
-  for k, v in pairs(File) do class[k] = v end
-  class.__index = class
-  return class
-end
+-- The primitives, for a class that builds on them (kfsmtp.store).
+_M.methods = File
 
 -- new(path, decode [, class]) --> file object of class (default File).
 -- decode(self, content) --> value | nil, err is given the file's text, or

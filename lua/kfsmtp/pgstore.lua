@@ -13,7 +13,7 @@ local core = require "kfsmtp.core"
 local errors = require "kfsmtp.errors"
 local options = require "kfsmtp.options"
 
-local setmetatable, pcall, error, pairs = setmetatable, pcall, error, pairs
+local setmetatable, pcall, error = setmetatable, pcall, error
 
 local _M = {}
 
@@ -37,12 +37,8 @@ local function redacted(uri)
 end
 _M.redacted = redacted
 
-function _M.class()
-  local class = {}
-  for k, v in pairs(Pg) do class[k] = v end
-  class.__index = class
-  return class
-end
+-- The primitives, for a class that builds on them (kfsmtp.store).
+_M.methods = Pg
 
 -- new(uri, decode, class) --> store object; decode as in kfsmtp.file.
 -- requires_key: kfsmtp.store refuses to write a secret in clear here.

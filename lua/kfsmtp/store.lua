@@ -129,12 +129,21 @@ function Store:test(req, opts)
   return testrun.run(self, req, opts)
 end
 
-local FileStore, PgStore = file.class(), pgstore.class()
-for name, method in pairs(Store) do
-  FileStore[name] = method
-  -- The database store shapes its own errors (kfsmtp.pgstore).
-  if name ~= "io_error" then PgStore[name] = method end
+-- A backend's primitives with Store's methods copied in, but those the
+-- backend keeps as its own (not inherited: a method call on the get() hot
+-- path is one lookup).
+local function class_of(primitives, own)
+  local class = {}
+  for k, v in pairs(primitives) do class[k] = v end
+  for name, method in pairs(Store) do
+    if name ~= own then class[name] = method end
+  end
+  class.__index = class
+  return class
 end
+
+-- The database store shapes its own errors (kfsmtp.pgstore).
+local FileStore, PgStore = class_of(file.methods), class_of(pgstore.methods, "io_error")
 
 local stores = setmetatable({}, { __mode = "v" })
 
