@@ -434,7 +434,7 @@ int main(int argc, char **argv)
 		s.bearer = token;
 	}
 
-	if (o.reuse && !(o.token_url && o.token_each)) {
+	if (o.reuse) {
 		h = curl_easy_init();
 		if (!h) {
 			fprintf(stderr, "curl_loop: curl_easy_init failed\n");
@@ -453,8 +453,11 @@ int main(int argc, char **argv)
 		if (o.token_url && o.token_each) {
 			fetch_token(t, &o, form, &token);
 			s.bearer = token;
+			/* libcurl copies the string: a reused handle gets the new one. */
+			if (o.reuse)
+				SET(h, CURLOPT_XOAUTH2_BEARER, s.bearer);
 		}
-		if (!o.reuse || (o.token_url && o.token_each)) {
+		if (!o.reuse) {
 			h = curl_easy_init();
 			if (!h) {
 				fprintf(stderr, "curl_loop: curl_easy_init failed\n");
@@ -463,7 +466,7 @@ int main(int argc, char **argv)
 			configure(h, &s);
 		}
 		rc = curl_easy_perform(h);
-		if (!o.reuse || (o.token_url && o.token_each)) {
+		if (!o.reuse) {
 			curl_easy_cleanup(h);
 			h = NULL;
 		}
