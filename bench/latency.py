@@ -15,6 +15,7 @@ never keeps them, the other's an hour.
 import json
 import os
 import ssl
+import statistics
 import subprocess
 import sys
 import time
@@ -175,9 +176,11 @@ def _commands(sv, key, n):
         cmds["curl CLI (process each)"] = ("proc", "%s --ssl-reqd --cacert %s --user %s:%s --login-options AUTH=%s %s" % (
             curl, ca, pf["user"], password, auth, url))
     else:
+        # Cached: {bearer} is the endpoint's latest token, fetched just
+        # before the run (the server takes no other).
         bearer = ("$(curl -s -S --cacert %s -d grant_type=client_credentials -d client_id=bench "
                   "-d client_secret=bench-client-secret -d scope=bench %s | sed 's/.*\"access_token\": *\"\\([^\"]*\\)\".*/\\1/')"
-                  % (ca, sv.token_url(kind))) if kind == "fresh" else sv.fetch_token("cached")
+                  % (ca, sv.token_url(kind))) if kind == "fresh" else "{bearer}"
         cmds["curl CLI (process each)"] = ("proc", "%s --ssl-reqd --cacert %s --user kf@example.com: "
                                            "--oauth2-bearer \"%s\" smtp://%s:%d" % (curl, ca, bearer, host, port))
     return cmds
@@ -215,24 +218,19 @@ def _run_procs(sv, names, cmd, n):
     return out
 
 
-def _median(values):
-    v = sorted(values)
-    return v[len(v) // 2] if len(v) % 2 else (v[len(v) // 2 - 1] + v[len(v) // 2]) / 2.0
-
-
 def run(work, procs, quick):
     later = 2 if quick else 10
     sv = Servers(work, procs)
     rows = {}
     try:
         for key, title, names, _, _ in SCENARIOS:
+            cmds = _commands(sv, key, 1 + later)
             for who in CONTENDERS:
-                # Made anew for each contender: the curl CLI's cached token
-                # must be the endpoint's latest (the server takes no other).
-                cmds = _commands(sv, key, 1 + later)
                 if who not in cmds:
                     continue
                 kind, cmd = cmds[who]
+                if "{bearer}" in cmd:
+                    cmd = cmd.replace("{bearer}", sv.fetch_token("cached"))
                 try:
                     tests = (_run_loop if kind == "loop" else _run_procs)(sv, names, cmd, 1 + later)
                 except RuntimeError as e:
@@ -241,7 +239,7 @@ def run(work, procs, quick):
                 rest = tests[1:]
                 rows[(key, who)] = {
                     "first_ms": tests[0][0], "first_rt": tests[0][1],
-                    "ms": _median([t[0] for t in rest]), "rt": _median([t[1] for t in rest]),
+                    "ms": statistics.median([t[0] for t in rest]), "rt": statistics.median([t[1] for t in rest]),
                     "rt_max": max(t[1] for t in rest), "rt_min": min(t[1] for t in rest),
                 }
     finally:

@@ -308,7 +308,6 @@ end)
 
 describe("the token cache's rules", function()
   local core = require "kfsmtp.core"
-  local smtp_a, smtp_b
 
   -- Tests of one client against an XOAUTH2 server taking tokens from
   -- tokens; --> the number of token requests they made.
@@ -325,8 +324,8 @@ describe("the token cache's rules", function()
 
   it("keeps a token for the relay it was fetched for only", function()
     local tokens = H.start_token_server(CLIENT, SECRET)
-    smtp_a = H.start_smtp { mode = "starttls", oauth_token_file = tokens.token_file, oauth_only = true }
-    smtp_b = H.start_smtp { mode = "starttls", oauth_token_file = tokens.token_file, oauth_only = true }
+    local smtp_a = H.start_smtp { mode = "starttls", oauth_token_file = tokens.token_file, oauth_only = true }
+    local smtp_b = H.start_smtp { mode = "starttls", oauth_token_file = tokens.token_file, oauth_only = true }
     finally(function() smtp_a:stop() smtp_b:stop() tokens:stop() end)
     assert.are.equal(1, requests_for(tokens, { smtp_a.port, smtp_a.port }))
     -- Another relay: a token of its own (the server takes only the latest,
